@@ -1,0 +1,38 @@
+"""The one inputs dict every keras_mmsa model consumes, and the per-example features the TFDS builder emits.
+
+Model inputs (what `keras_mmsa.data.load` yields as `(inputs, label)`, batched, static shapes for XLA):
+
+| key              | dtype   | shape          | meaning                                                          |
+|------------------|---------|----------------|------------------------------------------------------------------|
+| `token_ids`      | int32   | [B, L_t]       | WordPiece ids of the chosen backbone: [CLS] words [SEP] 0-pad     |
+| `padding_mask`   | bool    | [B, L_t]       | True on real tokens (KerasHub convention)                         |
+| `segment_ids`    | int32   | [B, L_t]       | all zeros (one sentence)                                          |
+| `audio`          | float32 | [B, T_a, D_a]  | acoustic frames, zero-padded at the end                           |
+| `audio_lengths`  | int32   | [B]            | number of valid frames, in [1, T_a]                               |
+| `vision`         | float32 | [B, T_v, D_v]  | visual frames, zero-padded at the end                             |
+| `vision_lengths` | int32   | [B]            | number of valid frames, in [1, T_v]                               |
+
+A modality that is not selected (or that the dataset does not have) is absent from the dict: text keys,
+audio keys and vision keys come and go as groups. `label` is float32 [B]: sentiment in [-3, 3]
+(MOSI/MOSEI) or [-1, 1] (SIMS).
+
+Per-example features of the TFDS builder (`keras_mmsa_datasets.msa`), before padding/tokenization:
+
+| feature        | dtype   | shape        | present in                                   |
+|----------------|---------|--------------|----------------------------------------------|
+| `id`           | string  | []           | all configs ("video$_$clip" / "video_clip")  |
+| `text`         | string  | []           | all configs (raw transcript)                 |
+| `bert_ids`     | int32   | [L]          | pickle configs whose files carry `text_bert` |
+| `audio`        | float32 | [T_a, D_a]   | configs with an acoustic source              |
+| `vision`       | float32 | [T_v, D_v]   | configs with a visual source                 |
+| `label`        | float32 | []           | all configs                                  |
+| `label_T`, `label_A`, `label_V` | float32 | [] | SIMS                                     |
+
+Sequences are already trimmed to their true lengths by the builder; the pipeline pads them.
+"""
+
+TEXT_KEYS = ("token_ids", "padding_mask", "segment_ids")
+AUDIO_KEYS = ("audio", "audio_lengths")
+VISION_KEYS = ("vision", "vision_lengths")
+MODALITY_KEYS = {"text": TEXT_KEYS, "audio": AUDIO_KEYS, "vision": VISION_KEYS}
+MODALITIES = ("text", "audio", "vision")
