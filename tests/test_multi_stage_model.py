@@ -1,0 +1,199 @@
+"""The training engine on a toy two-stage model: stage discipline, alternation modes, clipping, trackers, XLA."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from keras_mmsa.models.multi_stage_model import MultiStageModel, Stage
+
+
+class ToyModel(MultiStageModel):
+    """Encoder + head trained on MAE (stage "main"); a critic fitted to the detached features (stage "aux")."""
+
+    def __init__(self, clipnorm=None, aux_repeats=1, **kwargs):
+        super().__init__(**kwargs)
+        self.clipnorm = clipnorm
+        self.aux_repeats = aux_repeats
+        self.encoder = keras.layers.Dense(4, name="encoder")
+        self.head = keras.layers.Dense(1, name="head")
+        self.critic = keras.layers.Dense(4, name="critic")
+        self.state_calls = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="calls"
+        )
+        self.last_batch = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="last_b"
+        )
+
+    def build(self, input_shape=None):
+        self.encoder.build((None, 3))
+        self.head.build((None, 4))
+        self.critic.build((None, 4))
+        self.built = True
+
+    def stages(self):
+        return [
+            Stage(
+                "aux", ("critic",), logs=("fit",), repeats=self.aux_repeats, clipnorm=self.clipnorm
+            ),
+            Stage("main", ("model",), logs=("task",), clipnorm=self.clipnorm),
+        ]
+
+    def variable_groups(self):
+        return {
+            "critic": list(self.critic.trainable_variables),
+            "model": list(self.encoder.trainable_variables) + list(self.head.trainable_variables),
+        }
+
+    def compute_features(self, x, training=False):
+        return {"h": self.encoder(x["x"])}
+
+    def call(self, x, training=False):
+        return ops.squeeze(self.head(self.encoder(x["x"])), -1)
+
+    def compute_stage_losses(self, stage, features, x, y, training=False):
+        h = features["h"]
+        if stage.name == "aux":
+            fit = ops.mean(ops.square(self.critic(h) - h))
+            return fit, {"fit": fit}
+        pred = ops.squeeze(self.head(h), -1)
+        task = ops.mean(ops.abs(pred - y))
+        # the critic's output enters the main loss, so a leak of the main gradient into the critic would show
+        return task + 0.1 * ops.mean(self.critic(h)), {"task": task}
+
+    def update_state(self, features, x, y, gather):
+        self.state_calls.assign_add(1.0)
+        self.last_batch.assign(ops.cast(ops.shape(gather(features["h"]))[0], "float32"))
+
+
+def _data(n=64, stage=None, batch=16):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5], "float32")).astype("float32")
+    inputs = {"x": x}
+    if stage is not None:
+        inputs["stage"] = np.full((n,), stage, "int32")
+    return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(batch)
+
+
+def _model(**kwargs):
+    keras.utils.set_random_seed(1)
+    model = ToyModel(**kwargs)
+    model.build()
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.Adam(0.05)},
+        jit_compile=kwargs.pop("jit", True),
+    )
+    return model
+
+
+def _snapshot(variables):
+    return [np.array(v) for v in variables]
+
+
+def _changed(before, variables):
+    return [not np.allclose(b, np.array(v)) for b, v in zip(before, variables)]
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_stage_ids_restrict_updates_to_that_stage(jit):
+    model = _model()
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.Adam(0.05)},
+        jit_compile=jit,
+    )
+    groups = model.variable_groups()
+    critic0, main0 = _snapshot(groups["critic"]), _snapshot(groups["model"])
+    model.fit(_data(stage=0), epochs=1, verbose=0)
+    assert all(_changed(critic0, groups["critic"])), "stage 0 must update the critic"
+    assert not any(_changed(main0, groups["model"])), "stage 0 must leave the model unchanged"
+    assert float(model.state_calls) == 0.0, "state updates belong to the last stage"
+
+    critic1, main1 = _snapshot(groups["critic"]), _snapshot(groups["model"])
+    history = model.fit(_data(stage=1), epochs=1, verbose=0)
+    assert not any(_changed(critic1, groups["critic"])), "stage 1 must leave the critic unchanged"
+    assert all(_changed(main1, groups["model"])), "stage 1 must update the model"
+    assert float(model.state_calls) == 4.0  # 64 / 16 batches
+    # logs of a stage that did not run are not averaged in as zeros
+    assert history.history["fit"][0] == 0.0 and history.history["task"][0] > 0.0
+
+
+def test_per_batch_mode_runs_every_stage_and_reports_every_log():
+    model = _model()
+    groups = model.variable_groups()
+    critic0, main0 = _snapshot(groups["critic"]), _snapshot(groups["model"])
+    history = model.fit(_data(), epochs=2, verbose=0)
+    assert all(_changed(critic0, groups["critic"])) and all(_changed(main0, groups["model"]))
+    for key in ("loss", "task", "fit", "lr_critic", "lr_model"):
+        assert key in history.history, key
+    assert np.isclose(history.history["lr_model"][0], 0.05)
+    assert float(model.state_calls) == 8.0 and float(model.last_batch) == 16.0
+
+
+def test_mixed_stage_batches_in_one_epoch_match_the_stage_passes():
+    """An epoch made of a stage-0 pass then a stage-1 pass (Algorithm 1) learns: the task loss falls."""
+    model = _model()
+    ds = _data(stage=0).concatenate(_data(stage=1))
+    history = model.fit(ds, epochs=15, verbose=0)
+    losses = history.history["task"]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_aux_repeats_apply_that_many_updates():
+    one, three = _model(aux_repeats=1), _model(aux_repeats=3)
+    three.set_weights(one.get_weights())
+    for m in (one, three):
+        m.fit(_data(stage=0, n=16), epochs=1, verbose=0)
+    it_one = int(one.stage_optimizers["critic"].iterations)
+    it_three = int(three.stage_optimizers["critic"].iterations)
+    assert (it_one, it_three) == (1, 3)
+
+
+def test_clipnorm_bounds_the_update():
+    model = _model(clipnorm=1e-3)
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(1.0), "model": keras.optimizers.SGD(1.0)},
+    )
+    groups = model.variable_groups()
+    before = _snapshot(groups["critic"])
+    model.fit(_data(stage=0, n=16), epochs=1, verbose=0)
+    delta = np.sqrt(sum(np.sum((np.array(v) - b) ** 2) for b, v in zip(before, groups["critic"])))
+    assert 0 < delta <= 1e-3 + 1e-7
+
+
+def test_test_step_reports_task_loss_and_predict_ignores_stage_key():
+    model = _model()
+    ds = _data(stage=1)
+    result = model.evaluate(ds, verbose=0, return_dict=True)
+    x = np.concatenate([b[0]["x"] for b in ds])
+    y = np.concatenate([b[1] for b in ds])
+    pred = model.predict(ds, verbose=0)
+    assert pred.shape == (64,)
+    assert np.isclose(result["loss"], np.mean(np.abs(pred - y)), rtol=1e-5)
+    assert np.allclose(pred, np.array(model({"x": x})), atol=1e-5)
+
+
+def test_compile_errors_name_the_missing_group():
+    model = ToyModel()
+    model.build()
+    with pytest.raises(ValueError, match="critic"):
+        model.compile(optimizers={"model": "adam"})
+    with pytest.raises(ValueError, match="optimizers="):
+        model.compile(optimizer="adam")
+
+
+def test_optimizer_state_survives_save_and_load(tmp_path):
+    model = _model()
+    model.fit(_data(), epochs=1, verbose=0)
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    other = _model()
+    other.load_weights(path)
+    for g in ("critic", "model"):
+        a = model.stage_optimizers[g].variables
+        b = other.stage_optimizers[g].variables
+        assert len(a) == len(b)
+        for va, vb in zip(a, b):
+            np.testing.assert_allclose(np.array(va), np.array(vb))
+    np.testing.assert_allclose(float(other.state_calls), float(model.state_calls))
