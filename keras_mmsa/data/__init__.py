@@ -1,1 +1,35 @@
+"""Data for keras_mmsa: the inputs dict (`spec`), the tf.data pipeline (`load`), the synthetic `sample` set.
 
+```python
+import keras_mmsa as kmsa
+ds = kmsa.data.load("sample", "train", batch_size=32)   # (inputs, label) batches, spec.py's inputs dict
+info = kmsa.data.dataset_info("mosi_unaligned")          # family, feature dims, padded lengths
+```
+"""
+
+from keras_mmsa.data import spec
+from keras_mmsa.data.pipeline import (
+    DatasetInfo,
+    batch_examples,
+    dataset_info,
+    default_data_dir,
+    get_builder,
+    load,
+    prepare_builder,
+    tokenize_batch,
+)
+from keras_mmsa.data.spec import MODALITIES, MODALITY_KEYS
+
+__all__ = [
+    "MODALITIES",
+    "MODALITY_KEYS",
+    "DatasetInfo",
+    "batch_examples",
+    "dataset_info",
+    "default_data_dir",
+    "get_builder",
+    "load",
+    "prepare_builder",
+    "spec",
+    "tokenize_batch",
+]
