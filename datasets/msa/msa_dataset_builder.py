@@ -136,7 +136,7 @@ class MsaConfig(tfds.core.BuilderConfig):
                 )
             if self.source == "sdk" and (dim is None) != (getattr(self, f"{modality}_csd") is None):
                 raise ValueError(
-                    f"MsaConfig {self.name!r}: {modality}_csd needs {modality}_dim and back."
+                    f"MsaConfig {self.name!r}: give both {modality}_csd and {modality}_dim, or neither."
                 )
             if self.source == "label_csv" and dim is not None:
                 raise ValueError(f"MsaConfig {self.name!r}: a label_csv config has no {modality}.")

@@ -259,10 +259,11 @@ class CsdFile:
             k for k in self._h5 if isinstance(self._h5[k], h5py.Group) and "data" in self._h5[k]
         ]
         if len(roots) != 1:
+            groups = list(self._h5)
             self.close()
             raise MsaDataError(
                 f"{self.path}: expected exactly one root group holding "
-                f"'data/<video_id>/{{features, intervals}}', found groups {list(self._h5)}."
+                f"'data/<video_id>/{{features, intervals}}', found {groups}."
             )
         self._data = self._h5[roots[0]]["data"]
         self.videos = tuple(self._data.keys())

@@ -1,0 +1,503 @@
+"""The msa builder's readers on the dummy files: content, error paths, manual-dir handling, offline build."""
+
+import copy
+import csv
+import json
+import pickle
+from unittest import mock
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from etils import epath
+from keras_mmsa_datasets.msa import make_dummy_data as dummy
+from keras_mmsa_datasets.msa import msa_dataset_builder as mdb
+from keras_mmsa_datasets.msa import readers
+from keras_mmsa_datasets.msa.readers import MsaDataError
+
+DUMMY = dummy.DUMMY_DIR
+
+
+def _examples(gen):
+    return [example for _, example in gen]
+
+
+def _pickle(family="MOSI", file="unaligned_50.pkl"):
+    return readers.load_pickle(DUMMY / family / "Processed" / file)
+
+
+def _read(
+    data, *, split="train", aligned=False, dims=(5, 20), bert_ids=True, sims=False, path="x.pkl"
+):
+    return _examples(
+        readers.pickle_examples(
+            data,
+            path=path,
+            file_split=split,
+            aligned=aligned,
+            audio_dim=dims[0],
+            vision_dim=dims[1],
+            bert_ids=bert_ids,
+            unimodal_labels=sims,
+            label_range=1.0 if sims else 3.0,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# MMSA pickles: content
+
+
+def test_unaligned_pickle_trims_to_lengths_and_zeroes_minus_inf():
+    data = _pickle()
+    src = data["train"]
+    examples = _read(data)
+    assert len(examples) == len(src["regression_labels"])
+    assert np.isneginf(src["audio"][0, 0, 0])  # the dummy file carries MMSA's -inf
+    for i, ex in enumerate(examples):
+        assert ex["id"] == src["id"][i] and ex["text"] == src["raw_text"][i]
+        assert ex["label"] == np.float32(src["regression_labels"][i])
+        expected_audio = np.where(np.isneginf(src["audio"][i]), 0, src["audio"][i])[
+            : src["audio_lengths"][i]
+        ]
+        np.testing.assert_array_equal(ex["audio"], expected_audio)
+        np.testing.assert_array_equal(ex["vision"], src["vision"][i, : src["vision_lengths"][i]])
+        mask = int(src["text_bert"][i, 1].sum())
+        np.testing.assert_array_equal(
+            ex["bert_ids"], src["text_bert"][i, 0, :mask].astype(np.int32)
+        )
+        assert ex["bert_ids"].dtype == np.int32 and ex["audio"].dtype == np.float32
+        assert ex["bert_ids"][0] == 101 and ex["bert_ids"][-1] == 102
+    assert np.isfinite(examples[0]["audio"]).all()
+
+
+def test_aligned_pickle_cuts_features_to_the_text_mask():
+    examples = _read(_pickle(file="aligned_50.pkl"), aligned=True)
+    lengths = [len(ex["bert_ids"]) for ex in examples]
+    assert len(set(lengths)) > 1  # variable lengths, so the check below can fail
+    for ex in examples:
+        assert ex["audio"].shape == (len(ex["bert_ids"]), 5)
+        assert ex["vision"].shape == (len(ex["bert_ids"]), 20)
+
+
+def test_sims_pickle_keeps_unimodal_labels():
+    data = _pickle("SIMS", "unaligned_39.pkl")
+    examples = _read(data, split="test", dims=(33, 709), sims=True)
+    for i, ex in enumerate(examples):
+        for m in "TAV":
+            assert ex[f"label_{m}"] == np.float32(data["test"][f"regression_labels_{m}"][i])
+
+
+def test_zero_length_becomes_one_zero_frame():
+    data = copy.deepcopy(_pickle())
+    data["train"]["audio_lengths"][1] = 0
+    ex = _read(data)[1]
+    np.testing.assert_array_equal(ex["audio"], np.zeros((1, 5), np.float32))
+
+
+def test_nan_in_padding_is_ignored_but_nan_in_valid_frames_is_an_error():
+    data = copy.deepcopy(_pickle())
+    split = data["train"]
+    i = int(np.argmin(split["vision_lengths"]))
+    assert split["vision_lengths"][i] < split["vision"].shape[1]
+    split["vision"][i, -1, 0] = np.nan  # padding: trimmed away
+    _read(data)
+    split["vision"][i, 0, 3] = np.nan
+    with pytest.raises(MsaDataError) as e:
+        _read(data, path="/data/MOSI/unaligned_50.pkl")
+    msg = str(e.value)
+    for part in (
+        "/data/MOSI/unaligned_50.pkl",
+        "split 'train'",
+        "'vision'",
+        "(T, 20)",
+        "nan",
+        split["id"][i],
+    ):
+        assert part in msg
+
+
+# --------------------------------------------------------------------------------------------------------
+# MMSA pickles: errors name file, split, key and expected shape
+
+
+def _broken(mutate, **kw):
+    data = copy.deepcopy(_pickle())
+    mutate(data["valid"])
+    with pytest.raises(MsaDataError) as e:
+        _read(data, split="valid", path="/m/unaligned_50.pkl", **kw)
+    assert "/m/unaligned_50.pkl" in str(e.value) and "split 'valid'" in str(e.value)
+    return str(e.value)
+
+
+def test_wrong_feature_dim():
+    msg = _broken(lambda s: s.update(audio=s["audio"][..., :4]))
+    assert "'audio'" in msg and "(N, T_a, 5)" in msg and "(2, 12, 4)" in msg
+
+
+def test_wrong_ndim():
+    msg = _broken(lambda s: s.update(vision=s["vision"][:, :, 0]))
+    assert "'vision'" in msg and "(N, T_v, 20)" in msg
+
+
+def test_mismatched_example_counts():
+    msg = _broken(lambda s: s.update(raw_text=s["raw_text"][:1]))
+    assert "'raw_text'" in msg and "N=2" in msg
+
+
+def test_missing_key():
+    msg = _broken(lambda s: s.pop("vision_lengths"))
+    assert "'vision_lengths'" in msg and "expected" in msg
+
+
+def test_length_longer_than_padding():
+    msg = _broken(lambda s: s["audio_lengths"].__setitem__(0, 99))
+    assert "'audio_lengths'" in msg and "[0, 12]" in msg
+
+
+def test_label_out_of_range_or_nan():
+    assert "[-3, 3]" in _broken(lambda s: s["regression_labels"].__setitem__(0, 4.5))
+    assert "regression_labels" in _broken(lambda s: s["regression_labels"].__setitem__(1, np.nan))
+
+
+def test_missing_text_bert_when_bert_ids_are_expected():
+    msg = _broken(lambda s: s.pop("text_bert"))
+    assert "'text_bert'" in msg and "(N, 3, L)" in msg
+    data = copy.deepcopy(_pickle())
+    data["train"].pop("text_bert")
+    assert "bert_ids" not in _read(data, bert_ids=False)[0]
+
+
+def test_sims_without_unimodal_labels():
+    data = copy.deepcopy(_pickle("SIMS", "unaligned_39.pkl"))
+    data["train"].pop("regression_labels_A")
+    with pytest.raises(MsaDataError, match="regression_labels_A"):
+        _read(data, dims=(33, 709), sims=True)
+
+
+def test_aligned_length_mismatch():
+    data = copy.deepcopy(_pickle(file="aligned_50.pkl"))
+    data["test"]["audio"] = data["test"]["audio"][:, :5]
+    with pytest.raises(MsaDataError, match=r"one frame per text token.*\(N, 8, 5\)"):
+        _read(data, split="test", aligned=True)
+
+
+def test_not_an_mmsa_pickle(tmp_path):
+    path = epath.Path(tmp_path) / "bad.pkl"
+    path.write_bytes(pickle.dumps({"train": {}}))
+    with pytest.raises(MsaDataError, match=r"bad\.pkl.*\['train', 'valid', 'test'\]"):
+        readers.load_pickle(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# CMU-MultimodalSDK files
+
+
+def _sdk(family="MOSI", **kw):
+    cfg = mdb.get_config(f"{family.lower()}_sdk")
+    root = DUMMY / family
+    sequences = kw.pop("sequences", {})
+    args = dict(
+        labels_path=root / cfg.labels_csd,
+        words_path=root / cfg.words_csd,
+        folds_path=root / cfg.folds_json,
+        sequences=sequences,
+        label_column=0,
+        word_interval_shift=cfg.word_interval_shift,
+        fix_nonfinite=False,
+        label_range=3.0,
+    )
+    args.update(kw)
+    return {split: dict(pairs) for split, pairs in readers.sdk_examples(**args).items()}
+
+
+def _expected_sdk():
+    folds = {"train": ["vid_a", "vid_b"], "validation": ["vid_c"], "test": ["vid_d"]}
+    return {
+        split: {
+            f"{v}_{k + 1}": (" ".join(words), label)
+            for v in videos
+            for k, (words, label) in enumerate(dummy.SDK_VIDEOS[v])
+        }
+        for split, videos in folds.items()
+    }
+
+
+@pytest.mark.parametrize("family", ["MOSI", "MOSEI"])
+def test_sdk_segments_text_labels_and_folds(family):
+    # MOSI's dummy words file has the one-row interval shift of the real modified file, MOSEI's has none.
+    got = _sdk(family)
+    for split, expected in _expected_sdk().items():
+        assert sorted(got[split]) == sorted(expected)
+        for clip_id, (text, label) in expected.items():
+            assert got[split][clip_id]["text"] == text
+            assert got[split][clip_id]["label"] == np.float32(label)
+    assert not any("vid_extra" in k for split in got.values() for k in split)
+
+
+def test_sdk_word_shift_matters():
+    got = _sdk("MOSI", word_interval_shift=0)
+    expected = _expected_sdk()["train"]
+    assert sum(got["train"][k]["text"] == t for k, (t, _) in expected.items()) < len(expected) / 2
+
+
+def test_sdk_utterance_sequence_gives_each_segment_its_row():
+    path = DUMMY / "MOSI" / "CMU_MOSI_bcLSTM_Utterance_Audio.csd"
+    csd = readers.read_csd(path)
+    got = _sdk("MOSI", sequences={"audio": (path, 73)})
+    for split in got.values():
+        for clip_id, ex in split.items():
+            video, k = clip_id.rsplit("_", 1)
+            np.testing.assert_array_equal(ex["audio"], csd[video][0][int(k) - 1 : int(k)])
+
+
+def test_sdk_frame_sequences_are_cut_by_overlap():
+    covarep = DUMMY / "MOSI" / "CMU_MOSI_COVAREP.csd"
+    facet = DUMMY / "MOSI" / "CMU_MOSI_Visual_Facet_41.csd"
+    got = _sdk("MOSI", sequences={"audio": (covarep, 74), "vision": (facet, 35)})
+    frames = readers.read_csd(covarep)
+    for video in ("vid_a", "vid_d"):
+        values, intervals = frames[video]
+        _, segments = dummy.sdk_timeline(video)
+        for k, (start, end) in enumerate(segments):
+            ex = got["train" if video == "vid_a" else "test"][f"{video}_{k + 1}"]
+            inside = (intervals[:, 0] < end - 1e-4) & (intervals[:, 1] > start + 1e-4)
+            expected = np.where(np.isneginf(values[inside]), 0, values[inside])
+            np.testing.assert_array_equal(ex["audio"], expected)
+            assert ex["audio"].shape[0] >= round((end - start) * dummy.COVAREP_RATE)
+            assert ex["vision"].shape[1] == 35 and ex["vision"].shape[0] >= 1
+    assert np.isneginf(frames["vid_a"][0]).any()
+
+
+def test_sdk_wrong_feature_dim_names_file_video_and_shape():
+    path = DUMMY / "MOSI" / "CMU_MOSI_COVAREP.csd"
+    with pytest.raises(MsaDataError) as e:
+        _sdk("MOSI", sequences={"audio": (path, 73)})
+    assert (
+        "CMU_MOSI_COVAREP.csd" in str(e.value)
+        and "(n, 73)" in str(e.value)
+        and "vid_a" in str(e.value)
+    )
+
+
+def test_sdk_nonfinite_features(tmp_path):
+    import h5py
+
+    src = DUMMY / "MOSI" / "CMU_MOSI_Visual_Facet_41.csd"
+    bad = epath.Path(tmp_path) / "facet.csd"
+    bad.write_bytes(src.read_bytes())
+    with h5py.File(str(bad), "r+") as h5:
+        start, end = dummy.sdk_timeline("vid_b")[1][0]  # a frame inside segment 1 of vid_b
+        frame = int(np.flatnonzero(h5["FACET 4.1/data/vid_b/intervals"][:, 0] >= start)[0])
+        h5["FACET 4.1/data/vid_b/features"][frame, 2] = np.nan
+    with pytest.raises(MsaDataError, match=r"facet\.csd: video 'vid_b', segment 1.*'vision'.*nan"):
+        _sdk("MOSI", sequences={"vision": (bad, 35)})
+    got = _sdk("MOSI", sequences={"vision": (bad, 35)}, fix_nonfinite=True)
+    assert np.isfinite(got["train"]["vid_b_1"]["vision"]).all()
+
+
+def test_sdk_folds_errors(tmp_path):
+    folds = dict(dummy.SDK_FOLDS)
+    path = epath.Path(tmp_path) / "folds.json"
+    path.write_text(json.dumps({**folds, "standard_test_fold": ["vid_a"]}))
+    with pytest.raises(MsaDataError, match="vid_a.*both"):
+        readers.read_folds(path)
+    path.write_text(json.dumps({"train": [], "test": []}))
+    with pytest.raises(MsaDataError, match="valid"):
+        readers.read_folds(path)
+
+
+def test_sdk_missing_words_for_a_video(tmp_path):
+    import h5py
+
+    words = epath.Path(tmp_path) / "words.csd"
+    words.write_bytes((DUMMY / "MOSI" / "CMU_MOSI_ModifiedTimestampedWords.csd").read_bytes())
+    with h5py.File(str(words), "r+") as h5:
+        del h5["CMU_MOSI_ModifiedTimestampedWords/data/vid_c"]
+    with pytest.raises(MsaDataError, match="words.csd: no words for video 'vid_c'"):
+        _sdk("MOSI", words_path=words)
+
+
+def test_csd_layout_error(tmp_path):
+    import h5py
+
+    path = epath.Path(tmp_path) / "flat.csd"
+    with h5py.File(str(path), "w") as h5:
+        h5.create_dataset("features", data=np.zeros((2, 2)))
+    with pytest.raises(MsaDataError, match="flat.csd: expected exactly one root group"):
+        readers.read_csd(path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# label.csv
+
+
+def _csv(family, **kw):
+    return {
+        split: dict(pairs)
+        for split, pairs in readers.label_csv_examples(
+            DUMMY / family / "label.csv",
+            unimodal_labels=kw.get("sims", False),
+            label_range=1.0 if kw.get("sims") else 3.0,
+        ).items()
+    }
+
+
+@pytest.mark.parametrize("family", ["MOSI", "MOSEI", "SIMS"])
+def test_label_csv_layouts(family):
+    got = _csv(family, sims=family == "SIMS")
+    with open(DUMMY / family / "label.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {s: len(v) for s, v in got.items()} == {"train": 4, "validation": 2, "test": 3}
+    for row in rows:
+        clip_id = row["id"] if "id" in row else f"{row['video_id']}$_${row['clip_id']}"
+        split = {"valid": "validation", "dev": "validation"}.get(row["mode"], row["mode"])
+        ex = got[split][clip_id]
+        assert ex["text"] == row["text"] and ex["label"] == np.float32(row["label"])
+        if family == "SIMS":
+            assert [ex[f"label_{m}"] for m in "TAV"] == [
+                np.float32(row[f"label_{m}"]) for m in "TAV"
+            ]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("id,text,label,mode\na,x,0.5,holdout\n", "line 2, key 'mode'"),
+        ("id,text,label\na,x,0.5\n", "expected columns"),
+        ("id,text,label,mode\na,x,0.5,train\na,y,1,test\n", "line 3.*duplicate id 'a'"),
+        ("id,text,label,mode\na,x,good,train\n", "line 2, key 'label'.*not a number"),
+        ("id,text,label,mode\na,x,7,train\n", r"line 2.*\[-3, 3\]"),
+    ],
+)
+def test_label_csv_errors(tmp_path, text, match):
+    path = epath.Path(tmp_path) / "label.csv"
+    path.write_text(text)
+    with pytest.raises(MsaDataError, match=match):
+        readers.label_csv_examples(path, unimodal_labels=False, label_range=3.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Configs, manual directory, offline build
+
+
+def test_configs_features_follow_the_source():
+    features = {
+        c.name: set(mdb.Builder(config=c, data_dir="/tmp/unused").info.features)
+        for c in mdb.BUILDER_CONFIGS
+    }
+    assert features["mosi_unaligned"] == {"id", "text", "label", "bert_ids", "audio", "vision"}
+    assert features["sims_unaligned"] >= {"label_T", "label_A", "label_V"}
+    assert features["mosi_sdk"] == {"id", "text", "label", "audio"}
+    assert features["mosi_label_csv"] == {"id", "text", "label"}
+    assert features["sample"] == {"id", "text", "label", "audio", "vision"}
+    assert mdb.get_config("mosi_sdk").modalities == ("text", "audio")
+    lengths = {c.name: (c.text_len, c.audio_len, c.vision_len) for c in mdb.BUILDER_CONFIGS}
+    assert lengths["mosi_unaligned"] == (50, 375, 500) and lengths["mosi_aligned"] == (50, 50, 50)
+    assert lengths["mosei_unaligned"] == (50, 500, 500) and lengths["sims_unaligned"] == (
+        39,
+        400,
+        55,
+    )
+    assert mdb.get_config("sims_label_csv").label_range == 1.0
+    assert mdb.get_config("mosi_sdk").word_interval_shift == 1
+    assert mdb.get_config("mosei_sdk").word_interval_shift == 0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="needs `pickle_file`"):
+        mdb.MsaConfig(
+            name="x", source="pickle", audio_dim=5, vision_dim=20, audio_len=1, vision_len=1
+        )
+    with pytest.raises(ValueError, match="family"):
+        mdb.MsaConfig(name="x", source="label_csv", family="iemocap", label_csv_file="l.csv")
+    with pytest.raises(ValueError, match="both audio_csd and audio_dim"):
+        mdb.sdk_config("x", audio_csd="a.csd")
+    with pytest.raises(ValueError, match="both vision_dim and vision_len"):
+        mdb.MsaConfig(name="x", source="label_csv", label_csv_file="l.csv", vision_dim=3)
+    with pytest.raises(ValueError, match="Unknown msa config"):
+        mdb.get_config("mosi")
+    cfg = mdb.sdk_config("x", audio_csd="CMU_MOSI_COVAREP.csd", audio_dim=74)
+    assert (
+        cfg.audio_len == 375
+        and cfg.word_interval_shift == 1
+        and cfg.modalities == ("text", "audio")
+    )
+    assert mdb.sdk_config("y", words_csd="CMU_MOSI_TimestampedWords.csd").word_interval_shift == 0
+
+
+def test_manual_file_search_order(tmp_path):
+    root = epath.Path(tmp_path)
+    (root / "MOSI" / "Processed").mkdir(parents=True)
+    (root / "MOSI" / "Processed" / "unaligned_50.pkl").write_text("")
+    found = mdb.find_manual_file(root, "unaligned_50.pkl", "mosi")
+    assert found == root / "MOSI" / "Processed" / "unaligned_50.pkl"
+    with pytest.raises(FileNotFoundError):
+        mdb.find_manual_file(root, "unaligned_50.pkl", "mosei")
+    (root / "unaligned_50.pkl").write_text("")
+    assert mdb.find_manual_file(root, "unaligned_50.pkl", "mosi") == root / "unaligned_50.pkl"
+
+
+@pytest.mark.parametrize("populate", [False, True])
+def test_missing_manual_files_give_the_instructions(tmp_path, populate):
+    manual = epath.Path(tmp_path) / "manual"
+    if populate:  # a non-empty folder without the config's files
+        manual.mkdir()
+        (manual / "notes.txt").write_text("x")
+    with pytest.raises(mdb.MissingManualFilesError) as e:
+        mdb.prepare("mosi_sdk", manual_dir=manual, data_dir=tmp_path / "tfds")
+    msg = str(e.value)
+    assert "CMU_MOSI_Opinion_Labels.csd" in msg and "cmu_mosi_std_folds.json" in msg
+    assert mdb.MANUAL_DOWNLOAD_INSTRUCTIONS.splitlines()[0] in msg
+
+
+def test_prepare_is_offline_and_gives_the_documented_features(tmp_path):
+    assert mdb.gcs_utils._is_gcs_disabled
+    small = mdb.MsaConfig(
+        name="sample_small",
+        source="sample",
+        audio_dim=5,
+        vision_dim=20,
+        audio_len=375,
+        vision_len=500,
+        num_examples=(6, 3, 3),
+    )
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access")
+
+    # Every GCS access of TFDS goes through these two; the builder must not reach them.
+    with (
+        mock.patch.object(mdb.gcs_utils, "exists", no_network),
+        mock.patch.object(mdb.gcs_utils, "download_gcs_folder", no_network),
+    ):
+        builder = mdb.prepare(small, data_dir=tmp_path)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "train": 6,
+        "validation": 3,
+        "test": 3,
+    }
+    ex = next(iter(tfds.as_numpy(builder.as_dataset(split="validation"))))
+    assert ex["audio"].dtype == np.float32 and ex["audio"].ndim == 2 and ex["audio"].shape[1] == 5
+    assert ex["vision"].dtype == np.float32 and ex["vision"].shape[1] == 20
+    assert ex["label"].dtype == np.float32 and ex["label"].shape == ()
+    assert isinstance(ex["text"], bytes) and isinstance(ex["id"], bytes)
+
+
+def test_prepared_pickle_config_matches_the_file(tmp_path):
+    builder = mdb.prepare("mosi_unaligned", manual_dir=DUMMY, data_dir=tmp_path)
+    src = _pickle()["test"]
+    got = {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="test"))}
+    assert sorted(got) == sorted(src["id"])
+    for i, clip_id in enumerate(src["id"]):
+        assert got[clip_id]["audio"].shape == (src["audio_lengths"][i], 5)
+        np.testing.assert_array_equal(
+            got[clip_id]["vision"], src["vision"][i, : src["vision_lengths"][i]]
+        )
+        assert got[clip_id]["bert_ids"].dtype == np.int32
+
+
+def test_duplicate_clip_ids_are_an_error(tmp_path):
+    builder = mdb.Builder(config="mosi_label_csv", data_dir=str(tmp_path))
+    with pytest.raises(MsaDataError, match="duplicate clip id 'v_1'"):
+        list(builder._generate_examples([("v_1", {}), ("v_1", {})]))
