@@ -7,8 +7,7 @@
   special tokens, every word of the synthetic `sample` dataset, a few hundred common English words and the single
   characters / `##` continuation characters, so that any other English text tokenizes into pieces instead of
   `[UNK]`. Needs no file and no network; trains in seconds on a CPU.
-* a KerasHub preset name (`"bert_base_en_uncased"`, what the papers used; `"xlnet_base_en"`; or a `kaggle://` /
-  `hf://` handle): the real `from_preset` download path. A preset already in the local kagglehub / Hugging Face
+* a KerasHub preset name (`"bert_base_en_uncased"`, what the papers used; or a `kaggle://` / `hf://` handle): the real `from_preset` download path. A preset already in the local kagglehub / Hugging Face
   cache loads without network. Otherwise the hub is probed first (one HTTPS HEAD request, bounded by
   `KMSA_HUB_TIMEOUT` seconds, default 3, proxies as urllib applies them), and an unreachable hub raises
   `PresetUnavailableError` at once, naming the two ways out (run once with network, or pass a local directory),
@@ -23,9 +22,10 @@ For Hugging-Face-layout BERT directories the tokenizer follows HF's `BertTokeniz
 and (unless `strip_accents` is false) strips accents, so `"café"` becomes `cafe` and not `[UNK]` (KerasHub's own
 conversion lower-cases only).
 
-XLNet: KerasHub presets and preset directories of `XLNetBackbone` load through the same function (the generic
-`Backbone`/`Tokenizer.from_preset`); there is no tiny XLNet (its SentencePiece tokenizer needs a trained model
-file) and KerasHub cannot convert Hugging-Face-layout XLNet directories.
+Loading goes through the generic `keras_hub.models.Backbone` / `keras_hub.tokenizers.Tokenizer.from_preset`, so
+other KerasHub text backbones (DistilBERT, RoBERTa) load too. XLNet (for MAG-XLNet) is NOT supported yet:
+KerasHub 0.32 ships `XLNetBackbone` but no XLNet preset, no XLNet tokenizer and no Hugging Face XLNet converter,
+so there are no pre-trained weights to load; it would need a SentencePiece tokenizer and a weight converter.
 """
 
 from __future__ import annotations

@@ -354,6 +354,9 @@ def test_load_sample_end_to_end(data_dir):
         pipeline.load("sample", "dev2", 8, data_dir=data_dir)
     with pytest.raises(ValueError, match="Unknown msa config"):
         pipeline.load("no_such_set", "train", 8, data_dir=data_dir)
+    # Checked before building: no manual files are needed to learn that mosi_sdk has no vision.
+    with pytest.raises(ValueError, match=r"'mosi_sdk' has no vision modality: it has text, audio"):
+        pipeline.load("mosi_sdk", "train", 8, data_dir=data_dir, modalities=("text", "vision"))
 
 
 def test_load_sample_fits_and_predicts_with_metadata(data_dir):
