@@ -96,7 +96,8 @@ class MultiStageModel(keras.Model):
 
         Args:
             optimizers: `{group: optimizer}` for every group of `variable_groups()` that a stage updates;
-                values are optimizer instances, names (`"adam"`) or serialized configs.
+                values are optimizer instances, names (`"adam"`) or serialized configs. Optimizers of groups
+                that no stage updates are ignored (e.g. q's optimizer for a text-only MMIM).
             metrics: metrics over `(y, y_pred)` for `evaluate` (e.g. `keras_mmsa.metrics.MSAMetrics`).
             jit_compile: XLA-compile the train/test steps (default True).
         """
@@ -125,8 +126,9 @@ class MultiStageModel(keras.Model):
             run_eagerly=run_eagerly,
             **kwargs,
         )
+        used = self._stage_groups()
         self.stage_optimizers = {
-            g: keras.optimizers.get(opt) for g, opt in sorted(optimizers.items())
+            g: keras.optimizers.get(opt) for g, opt in sorted(optimizers.items()) if g in used
         }
         self._make_trackers()
         if self.built:
@@ -149,13 +151,14 @@ class MultiStageModel(keras.Model):
     def build_optimizers(self):
         """Creates every optimizer's slot variables for its group (before any XLA trace or checkpoint load)."""
         groups = self.variable_groups()
-        for g, opt in self.stage_optimizers.items():
+        for g in sorted(self._stage_groups()):
             if g not in groups:
                 raise ValueError(
-                    f"optimizer given for unknown variable group {g!r}; groups: {sorted(groups)}"
+                    f"a stage updates the variable group {g!r}, which variable_groups() lacks: "
+                    f"{sorted(groups)}"
                 )
-            if not opt.built:
-                opt.build(groups[g])
+            if not self.stage_optimizers[g].built:
+                self.stage_optimizers[g].build(groups[g])
 
     def _symbolic_build(self, *args, **kwargs):
         # Keras builds the model on the first batch here; our optimizers are built right after.
@@ -168,6 +171,12 @@ class MultiStageModel(keras.Model):
         trackers = list(getattr(self, "_log_trackers", {}).values())
         compiled = getattr(self, "_compile_metrics", None)
         return trackers + ([compiled] if compiled is not None else [])
+
+    @property
+    def _default_save_signature(self):
+        # Keras would trace `call` on float32 placeholders shaped like the `build` arguments, which is wrong
+        # for a dict of int/bool/float inputs; SavedModels get explicit signatures (`training/export.py`).
+        return None
 
     # ------------------------------------------------------------------ training
     def _replicas(self):
