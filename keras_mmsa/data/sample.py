@@ -9,23 +9,25 @@ What is planted (per clip, `y` is the label):
 
 - **Text** (`s_text`): an English sentence from templates (lower case, no punctuation, MOSI-transcript style:
   fillers such as "um", "you know"). Exactly one clause carries sentiment through a lexicon word of strength
-  -2, -1, 0 (neutral adjective), +1 or +2, optionally intensified ("really"/"very" = x1.25) and/or negated
-  ("not" = x-0.5, so "not good" is mildly negative). Some clips add a neutral distractor clause.
+  -2, -1, 0 (neutral adjective), +1 or +2; a +-1 word may be intensified ("really"/"very" = x1.25), any may
+  be negated ("not" = x-0.5, so "not good" is mildly negative). Some clips add a neutral distractor clause.
 - **Audio** (`z_audio ~ U[-sqrt 3, sqrt 3]`, unit variance): 5 channels over `T_a` in [60, 375] valid frames.
-  Channel 0 carries an offset `0.6 * z_audio` over all valid frames, channel 1 an amplitude (frame-to-frame
+  Channel 0 carries an offset `1.0 * z_audio` over all valid frames, channel 1 an amplitude (frame-to-frame
   spread) `1 + 0.3 * z_audio`; channels 2-4 are nuisance. All channels are 3-tap smoothed unit noise plus a
   per-speaker (per-video) baseline on the nuisance channels.
 - **Vision** (`z_vision ~ U[-sqrt 3, sqrt 3]`): 20 channels over `T_v` in [80, 500] valid frames. Channel 0
-  ("lip-corner puller") carries `+0.6 * z_vision`, channel 1 ("brow lowerer") `-0.4 * z_vision`, both as offsets
+  ("lip-corner puller") carries `+1.0 * z_vision`, channel 1 ("brow lowerer") `-0.6 * z_vision`, both as offsets
   over the valid frames; channels 2-19 are nuisance with per-speaker baselines.
 - The three latents are independent, so in many clips the modalities disagree in sign (text positive, face and
   voice negative, ...); only a model that uses all three can recover `y`. About 5% of labels are exactly 0.
 - Sequence lengths are independent of the label (no length leak).
 
-Text, audio and vision explain roughly 45% / 25% / 25% of the label variance; a ridge regression on simple per-clip
-summaries shows the gap (`python -m keras_mmsa.data.sample` prints it; `tests/test_sample.py` asserts it).
-The signal lives in offsets/amplitudes over the valid frames (not in single-frame spikes), so an LSTM over the
-padded sequences can learn it.
+Text, audio and vision explain roughly 45% / 25% / 25% of the label variance; a ridge regression on simple
+per-clip summaries shows the gap (`python -m keras_mmsa.data.sample` prints it; `tests/test_sample.py` asserts
+it): test MAE / Pearson r about 0.94 / 0.68 (text), 1.08 / 0.51 (audio), 1.12 / 0.46 (vision), 0.26 / 0.98
+(all three), 1.26 / 0 (constant). The signal lives in offsets/amplitudes over the valid frames (not in
+single-frame spikes), so an LSTM over the padded sequences learns it: a masked LSTM(16) on audio alone
+reaches r 0.38, on vision alone 0.41 after 15 epochs (the modality's ceiling is about 0.5).
 
 Records are dicts with exactly the builder's per-example features of the `sample` config
 (`keras_mmsa/data/spec.py`): `id` (str, "video_clip"), `text` (str), `audio` float32 [T_a, 5],
@@ -48,8 +50,8 @@ LABEL_RANGE = 3.0
 
 # Mixing weights of the planted signal (see the module docstring).
 TEXT_WEIGHT, AUDIO_WEIGHT, VISION_WEIGHT, LABEL_NOISE = 0.8, 0.75, 0.75, 0.3
-AUDIO_OFFSET, AUDIO_SPREAD = 0.6, 0.3
-VISION_OFFSETS = (0.6, -0.4)
+AUDIO_OFFSET, AUDIO_SPREAD = 1.0, 0.3
+VISION_OFFSETS = (1.0, -0.6)
 INTENSIFIER_GAIN, NEGATION_GAIN = 1.25, -0.5
 
 LEXICON = {
@@ -342,7 +344,7 @@ def main() -> None:
         z_text = np.array([text_score(r["text"]) for r in records])
         av = (
             hand_features(records, "audio")[:, 0] / AUDIO_OFFSET
-            + hand_features(records, "vision")[:, 0]
+            + hand_features(records, "vision")[:, 0] / VISION_OFFSETS[0]
         )
         disagree = np.mean(np.sign(z_text) * np.sign(av) < 0)
         print(
