@@ -28,11 +28,8 @@ LABEL_RANGES = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}
 # (text_len, audio_len, vision_len) MMSA pads to; aligned data has one frame per text token.
 UNALIGNED_LENGTHS = {"mosi": (50, 375, 500), "mosei": (50, 500, 500), "sims": (39, 400, 55)}
 ALIGNED_LENGTHS = {"mosi": (50, 50, 50), "mosei": (50, 50, 50)}
-FEATURE_DIMS = {
-    "mosi": (5, 20),
-    "mosei": (74, 35),
-    "sims": (33, 709),
-}  # MMSA pickles: (audio, vision)
+# (audio_dim, vision_dim) of MMSA's pickles.
+FEATURE_DIMS = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}
 
 MOSI_SDK_FILES = {
     "labels_csd": "CMU_MOSI_Opinion_Labels.csd",
@@ -246,6 +243,9 @@ def sdk_config(
     )
     builder = prepare(config, manual_dir="~/data/MOSI")  # or tfds.builder("msa", config=config)
     ```
+
+    To read a prepared custom config back, pass the same config object again (TFDS cannot rebuild it from
+    its name alone).
     """
     if family not in SDK_FILES:
         raise ValueError(f"sdk_config: family must be one of {sorted(SDK_FILES)}, got {family!r}.")
