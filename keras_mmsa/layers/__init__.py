@@ -1,1 +1,7 @@
+"""Building blocks: sequence encoders with lengths, the BERT text encoder, fusion networks."""
 
+from keras_mmsa.layers.mlp_fusion import MLPFusion
+from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.text_encoder import TextEncoder
+
+__all__ = ["MLPFusion", "SequenceEncoder", "TextEncoder"]

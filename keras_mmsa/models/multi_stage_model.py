@@ -120,7 +120,6 @@ class MultiStageModel(keras.Model):
         super().compile(
             optimizer=None,
             loss=None,
-            metrics=metrics,
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
             run_eagerly=run_eagerly,
@@ -131,6 +130,8 @@ class MultiStageModel(keras.Model):
             g: keras.optimizers.get(opt) for g, opt in sorted(optimizers.items()) if g in used
         }
         self._make_trackers()
+        # Evaluation metrics over (y, y_pred), updated directly in test_step (no CompileMetrics wrapper).
+        self._eval_metrics = [keras.metrics.get(m) for m in (metrics or [])]
         if self.built:
             self.build_optimizers()
 
@@ -169,8 +170,7 @@ class MultiStageModel(keras.Model):
     @property
     def metrics(self):
         trackers = list(getattr(self, "_log_trackers", {}).values())
-        compiled = getattr(self, "_compile_metrics", None)
-        return trackers + ([compiled] if compiled is not None else [])
+        return trackers + list(getattr(self, "_eval_metrics", []))
 
     @property
     def _default_save_signature(self):
@@ -292,14 +292,14 @@ class MultiStageModel(keras.Model):
         if isinstance(x, dict) and STAGE_KEY in x:
             x = {k: v for k, v in x.items() if k != STAGE_KEY}
         y_pred = self(x, training=False)
-        self._log_trackers["loss"].update_state(self.task_loss(y, y_pred))
-        compiled = getattr(self, "_compile_metrics", None)
-        if compiled is not None:
-            compiled.update_state(y, y_pred)
+        # weighted by the batch size, so a smaller last batch counts for what it holds (val_loss == val MAE)
+        batch = tf.cast(tf.shape(y_pred)[0], tf.float32)
+        self._log_trackers["loss"].update_state(self.task_loss(y, y_pred), sample_weight=batch)
         out = {"loss": self._log_trackers["loss"].result()}
-        if compiled is not None:
-            res = compiled.result()
-            out.update(res if isinstance(res, dict) else {compiled.name: res})
+        for metric in self._eval_metrics:
+            metric.update_state(y, y_pred)
+            res = metric.result()
+            out.update(res if isinstance(res, dict) else {metric.name: res})
         return out
 
     def predict_step(self, data):
