@@ -73,7 +73,12 @@ def _as_str(value) -> str:
 def load_pickle(path: epath.Path) -> dict:
     """Loads an MMSA feature pickle (`{train, valid, test}` dicts). Pickles run code: load only trusted files."""
     with epath.Path(path).open("rb") as f:
-        data = pickle.load(f)
+        try:
+            data = pickle.load(f)
+        except Exception as e:  # a truncated/corrupt file raises anything from EOFError to ValueError
+            raise MsaDataError(
+                f"{path}: not a readable MMSA feature pickle ({type(e).__name__}: {e}); re-download the file."
+            ) from e
     if not isinstance(data, dict) or any(s not in data for s in PICKLE_SPLITS):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise MsaDataError(
