@@ -37,6 +37,7 @@ _COMMON_TRAIN = dict(
     lr_factor=0.5,
     alternation="epoch",
     stage1_fraction=1.0,
+    log_every=10,  # TensorBoard per-step curves: one point every `log_every` steps
 )
 
 PRESETS = {

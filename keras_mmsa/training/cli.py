@@ -1,0 +1,219 @@
+"""Command-line front ends of `scripts/train.py`, `scripts/evaluate.py` and `scripts/export.py`.
+
+Each parses flags into one library call. Any failure prints one line `error: ...` and exits with status 2
+(bad input: unknown method, missing files, unreadable data or backbone) or 1 (anything else); `--debug` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+USER_ERRORS = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    OSError,
+)
+
+
+def _one_line(exc):
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # ANSI colours of Keras' error wrapping
+    text = " ".join(text.split())
+    if len(text) > 600:
+        text = text[:597] + "..."
+    return text or type(exc).__name__
+
+
+def guarded(main):
+    """Runs `main(args)`; turns exceptions into one line on stderr and an exit status unless --debug."""
+
+    def wrapper(argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in argv
+        try:
+            return main(argv) or 0
+        except KeyboardInterrupt:
+            print(
+                "interrupted: re-run the same command to resume from the last backup",
+                file=sys.stderr,
+            )
+            return 130
+        except SystemExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            if debug:
+                raise
+            user = isinstance(exc, USER_ERRORS) or type(exc).__name__ in (
+                "AssertionError",
+                "PresetUnavailableError",
+                "DatasetNotFoundError",
+                "NonMatchingChecksumError",
+            )
+            kind = "" if user else f"{type(exc).__name__}: "
+            print(
+                f"error: {kind}{_one_line(exc)} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+            return 2 if user else 1
+
+    return wrapper
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def train_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a keras_mmsa method; runs offline on the bundled `sample` dataset by default.",
+    )
+    p.add_argument("--method", required=True, help="method name (registered: mmim)")
+    p.add_argument(
+        "--dataset", default=None, help="msa builder config: sample (default), mosi_unaligned, ..."
+    )
+    p.add_argument(
+        "--manual-dir", default=None, help="folder with the dataset's files (pickles, .csd, csv)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="TFDS data dir (default $KMSA_DATA_DIR or ~/tensorflow_datasets)",
+    )
+    p.add_argument(
+        "--text-backbone", default=None, help="tiny, a KerasHub preset name, or a local directory"
+    )
+    p.add_argument("--modalities", default=None, help="comma-separated subset of text,audio,vision")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--seeds", default=None, help="comma-separated seeds: one run each, then mean ± std"
+    )
+    p.add_argument("--workdir", default="runs", help="parent of the run directory (default runs/)")
+    p.add_argument(
+        "--name", default=None, help="run directory name (default <method>_<dataset>_seed<seed>)"
+    )
+    p.add_argument(
+        "--config", default=None, help="a config.json to start from (e.g. of an earlier run)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting: seed=3, train.lr_main=5e-4, model.alpha=0.1 (repeatable)",
+    )
+    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
+    p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
+    p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        help="Keras verbosity: 0 silent, 1 progress bar, 2 a line per epoch",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def config_from_args(args):
+    from keras_mmsa.training.config import RunConfig
+
+    config = RunConfig.from_json(args.config) if args.config else RunConfig()
+    config = RunConfig.from_dict({**config.to_dict(), "method": args.method})
+    updates = {}
+    for key in ("dataset", "manual_dir", "data_dir", "text_backbone", "seed", "name"):
+        value = getattr(args, key)
+        if value is not None:
+            updates[key] = value
+    if args.modalities:
+        updates["modalities"] = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    if args.no_jit:
+        updates["jit_compile"] = False
+    if args.deterministic:
+        updates["deterministic"] = True
+    train = dict(config.train)
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    updates["train"] = train
+    config = RunConfig.from_dict({**config.to_dict(), **updates})
+    if config.manual_dir is not None and not os.path.isdir(os.path.expanduser(config.manual_dir)):
+        raise FileNotFoundError(f"--manual-dir {config.manual_dir} is not a directory")
+    return config.with_overrides(args.set)
+
+
+@guarded
+def train_main(argv):
+    args = train_parser().parse_args(argv)
+    _quiet_tensorflow()
+    config = config_from_args(args)
+    if args.seeds:
+        from keras_mmsa.training.seeds import run_seeds
+
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        run_seeds(config, seeds, args.workdir, verbose=args.verbose, export=not args.no_export)
+        return 0
+    from keras_mmsa.training.run import train_and_evaluate
+
+    train_and_evaluate(config, args.workdir, verbose=args.verbose, export=not args.no_export)
+    return 0
+
+
+@guarded
+def evaluate_main(argv):
+    p = argparse.ArgumentParser(prog="evaluate.py", description="Metric table of a finished run.")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument(
+        "--explain", action="store_true", help="also write per-sample CPC scores (MMIM Table 5)"
+    )
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    _quiet_tensorflow()
+    import json
+
+    from keras_mmsa import metrics
+    from keras_mmsa.training.evaluation import evaluate_run
+
+    table = evaluate_run(args.run_dir, args.split, explain=args.explain)
+    print(json.dumps(table, indent=2))
+    print(
+        metrics.format_markdown(
+            {f"{os.path.basename(os.path.normpath(args.run_dir))} ({args.split})": table}
+        )
+    )
+    return 0
+
+
+@guarded
+def export_main(argv):
+    p = argparse.ArgumentParser(
+        prog="export.py", description="SavedModel (TF Serving) of a finished run."
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="output folder (default <run_dir>/export)")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    _quiet_tensorflow()
+    from keras_mmsa.data import pipeline
+    from keras_mmsa.training.evaluation import load_run
+    from keras_mmsa.training.export import export_saved_model
+
+    config, model, tokenizer = load_run(args.run_dir)
+    info = pipeline.dataset_info(config.dataset, data_dir=config.data_dir)
+    out = args.out or os.path.join(args.run_dir, "export")
+    export_saved_model(model, out, tokenizer=tokenizer, info=info, config=config)
+    print(f"SavedModel written to {out} (signatures: serve, serve_text); inspect it with")
+    print(f"  saved_model_cli show --dir {out} --all")
+    return 0
