@@ -1,20 +1,27 @@
-"""The researcher's workflow: one config object per run, training, evaluation, export, seed sweeps."""
+"""The researcher's workflow: one config object per run, training, evaluation, export, seed sweeps.
 
-from keras_mmsa.training.config import RunConfig
-from keras_mmsa.training.evaluation import evaluate_run, load_run
-from keras_mmsa.training.export import export_saved_model
-from keras_mmsa.training.registry import METHODS, get_method
-from keras_mmsa.training.run import train_and_evaluate
-from keras_mmsa.training.seeds import MMSA_SEEDS, run_seeds
+Names are imported on first use, so the CLIs parse their flags (and answer `--help`) before TensorFlow loads.
+"""
 
-__all__ = [
-    "METHODS",
-    "MMSA_SEEDS",
-    "RunConfig",
-    "evaluate_run",
-    "export_saved_model",
-    "get_method",
-    "load_run",
-    "run_seeds",
-    "train_and_evaluate",
-]
+import importlib
+
+_EXPORTS = {
+    "RunConfig": "config",
+    "evaluate_run": "evaluation",
+    "load_run": "evaluation",
+    "export_saved_model": "export",
+    "METHODS": "registry",
+    "get_method": "registry",
+    "train_and_evaluate": "run",
+    "MMSA_SEEDS": "seeds",
+    "run_seeds": "seeds",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"keras_mmsa.training.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_mmsa.training' has no attribute {name!r}")

@@ -67,8 +67,32 @@ def guarded(main):
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Imports TensorFlow with its C++ start-up lines (oneDNN, CUDA probing) kept off the terminal.
+
+    TensorFlow 2.21 prints them even with TF_CPP_MIN_LOG_LEVEL set from Python (only a level of 3 in the
+    environment at process start hides them), so stderr is redirected at the file-descriptor level for the
+    import only; if the import fails, what it printed is shown.
+    """
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # later C++ lines (CUDA probing at first op)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def train_parser():

@@ -179,6 +179,7 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
             epochs=epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
+            shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
             callbacks=[
                 plateau,
                 cbs.NaNGuard(run_dir / "backup"),
