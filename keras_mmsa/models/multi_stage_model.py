@@ -21,8 +21,13 @@ Contract for a method (a subclass):
 
 Alternation. A batch whose inputs dict carries the key `"stage"` (int32 `[B]`, constant within the batch) runs
 only that stage (index into `stages()`): this is how MMIM's faithful per-epoch alternation is expressed (a pass
-of stage-0 batches over D_sub, then a pass of stage-1 batches over D; see `keras_mmsa.data.staged`). A batch
+of stage-0 batches over D_sub, then a pass of stage-1 batches over D; see `keras_mmsa.data.staging`). A batch
 without it runs every stage in order, sharing one forward pass of the encoders between them.
+
+Distribution. Under `tf.distribute.MirroredStrategy` (without XLA, which MirroredStrategy does not support
+here) each stage's objective is divided by the number of replicas (Keras sums the replicas' gradients), and
+`update_state` receives `gather`, an all-gather along the batch axis, so memories see the global batch.
+Stage-id batches are refused there: optimizer updates cannot be synchronised inside the stage switch.
 """
 
 from __future__ import annotations
@@ -167,6 +172,15 @@ class MultiStageModel(keras.Model):
         if getattr(self, "stage_optimizers", None):
             self.build_optimizers()
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a distribution strategy Keras would take the first distributed batch and average it across
+        # replicas just to trace shapes; that fails on the bool padding mask. Methods build all their state
+        # in build(), so once the model and its optimizers are built there is nothing left to trace.
+        optimizers = getattr(self, "stage_optimizers", {})
+        if self.built and optimizers and all(opt.built for opt in optimizers.values()):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def metrics(self):
         trackers = list(getattr(self, "_log_trackers", {}).values())
@@ -185,7 +199,11 @@ class MultiStageModel(keras.Model):
     def _gather(self, t):
         if self._replicas() == 1:
             return t
-        return tf.distribute.get_replica_context().all_gather(t, axis=0)
+        gathered = tf.distribute.get_replica_context().all_gather(t, axis=0)
+        gathered.set_shape(
+            [None] + list(t.shape[1:])
+        )  # all_gather loses the static trailing dimensions
+        return gathered
 
     @staticmethod
     def _watch(tape, variables):
@@ -263,6 +281,12 @@ class MultiStageModel(keras.Model):
         variables_by_group = self.variable_groups()
         names = list(self._log_trackers)
         if isinstance(x, dict) and STAGE_KEY in x:
+            if self._replicas() > 1:
+                raise ValueError(
+                    "batches carrying a stage id (per-epoch alternation) cannot run under a distribution "
+                    "strategy: TensorFlow cannot synchronise optimizer updates inside the stage switch. "
+                    "Use per-batch alternation (e.g. MMIM(alternation='batch'), --set train.alternation=batch)."
+                )
             stage_id = tf.cast(tf.reshape(x[STAGE_KEY], [-1])[0], tf.int32)
             x = {k: v for k, v in x.items() if k != STAGE_KEY}
 
