@@ -180,33 +180,12 @@ def save_batches(batches, path):
 
 
 def use_threefry_dropout_under_xla():
-    """Makes Keras' TensorFlow dropout draw its mask with the ThreeFry generator inside XLA-compiled functions.
+    """The engine's ThreeFry dropout under XLA (`keras_mmsa.models.multi_stage_model.install_xla_dropout`),
+    installed explicitly; cases with `dropout_rng="default"` compile with `xla_threefry_dropout=False` so the
+    benchmark can still measure Keras' own dropout generator."""
+    from keras_mmsa.models.multi_stage_model import install_xla_dropout
 
-    Keras' TF dropout calls `tf.nn.experimental.stateless_dropout`, whose random algorithm defaults to
-    "auto_select"; XLA on CPU compiles that into a slow generator (measured here: 1.1 s for one [32, 50, 768]
-    mask, vs 35 ms with Philox and ~1 ms with ThreeFry). Outside XLA the default is kept (TensorFlow's own CPU
-    kernel is fast and has no ThreeFry). Still stateless and seeded; the masks differ from the default ones.
-    Process-wide; returns the previous function.
-    """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import random as tf_random
-    from keras.src.random.seed_generator import draw_seed
-    from tensorflow.python.framework import ops as tf_ops
-    from tensorflow.python.ops import control_flow_util
-
-    original = tf_random.dropout
-
-    def dropout(inputs, rate, noise_shape=None, seed=None):
-        graph = tf_ops.get_default_graph()
-        if rate in (0.0, 1.0) or not control_flow_util.GraphOrParentsInXlaContext(graph):
-            return original(inputs, rate, noise_shape=noise_shape, seed=seed)
-        seed = tf_random._cast_seed(draw_seed(seed))
-        noise_shape = tf_random._get_concrete_noise_shape(inputs, noise_shape)
-        keep = tf.random.stateless_uniform(noise_shape, seed=seed, alg="threefry") >= rate
-        return tf.where(keep, inputs / (1.0 - rate), tf.zeros_like(inputs))
-
-    tf_random.dropout = dropout
-    return original
+    return install_xla_dropout()
 
 
 def build_model(case, settings):
@@ -241,7 +220,11 @@ def build_model(case, settings):
     if case.encoder == "keras":
         for enc in model.encoders.values():
             enc.call = enc.reference_call
-    model.compile(**MMIM.default_optimizers("mosi"), jit_compile=case.jit_compile)
+    model.compile(
+        **MMIM.default_optimizers("mosi"),
+        jit_compile=case.jit_compile,
+        xla_threefry_dropout=case.dropout_rng == "threefry",
+    )
     return model
 
 
