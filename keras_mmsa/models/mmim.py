@@ -8,6 +8,7 @@ from keras import ops
 from keras_mmsa.configs import mmim as mmim_configs
 from keras_mmsa.data.spec import AUDIO_KEYS, MODALITIES, TEXT_KEYS, VISION_KEYS
 from keras_mmsa.estimators import CPCPredictor, GaussianConditional, PolarityGMMEntropy
+from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.text_encoder import TextEncoder
@@ -54,6 +55,12 @@ class MMIM(MultiStageModel):
     - The entropy term enters the loss once the memory holds `mem_size` batches, as in the reference (before that
       the covariance of a single small batch is ill-conditioned; the paper reports NaN without history).
 
+    Input standardisation (`standardize`, off by default, not in the paper): the acoustic/visual frames of the
+    listed modalities pass through a `FeatureStandardizer` before their LSTM. Its mean/std are fitted on the
+    training split's valid frames by `adapt(train_dataset)` (the workflow calls it before the first epoch) and
+    are saved with the weights, so evaluation and the SavedModel take raw features. Meant for raw features
+    with mixed scales such as `mosi_sdk`'s per-clip COVAREP vector (F0 in Hz next to unit-scale features).
+
     Args:
         text_backbone: a KerasHub backbone (e.g. from `keras_mmsa.backbones.load_text_backbone`) or a
             `TextEncoder`.
@@ -76,6 +83,8 @@ class MMIM(MultiStageModel):
         entropy_projection: "none", "trained" or "frozen" (see above).
         entropy_jitter: relative jitter added to the covariance diagonal before the Cholesky log-det.
         polarity: "non_negative" (paper) or "strict" (reference code).
+        standardize: modalities among ("audio", "vision") whose frames are standardised with training-split
+            statistics (see above and `adapt`); a listed modality that is not used is ignored. Default: none.
         alternation: "epoch" (Algorithm 1) or "batch".
         clipnorm: global-norm gradient clipping of each stage (Table 3: 5.0).
         **kwargs: `keras.Model` arguments.
@@ -121,6 +130,7 @@ class MMIM(MultiStageModel):
         entropy_projection="none",
         entropy_jitter=1e-3,
         polarity="non_negative",
+        standardize=(),
         alternation="epoch",
         clipnorm=5.0,
         **kwargs,
@@ -144,6 +154,12 @@ class MMIM(MultiStageModel):
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+        if isinstance(standardize, str):
+            standardize = [standardize]
+        standardize = list(standardize or ())
+        bad = [m for m in standardize if m not in ("audio", "vision")]
+        if bad:
+            raise ValueError(f"standardize takes modalities among ('audio', 'vision'); got {bad}")
         self.audio_dim = audio_dim
         self.vision_dim = vision_dim
         self.modalities = modalities
@@ -169,6 +185,7 @@ class MMIM(MultiStageModel):
         self.entropy_projection = entropy_projection
         self.entropy_jitter = entropy_jitter
         self.polarity = polarity
+        self.standardize = standardize
         self.alternation = alternation
         self.clipnorm = clipnorm
 
@@ -227,6 +244,9 @@ class MMIM(MultiStageModel):
                 name=f"entropy_t{m[0]}",
             )
         self.encoders, self.q, self.entropy = encoders, q, entropy
+        self.standardizers = {
+            m: FeatureStandardizer(name=f"{m}_standardizer") for m in others if m in standardize
+        }
         self.entropy_projections = projections
         self.fusion = MLPFusion(fusion_dim, dropout=dropout_fusion, name="fusion")
         self.cpc = {
@@ -273,12 +293,30 @@ class MMIM(MultiStageModel):
     def compute_features(self, x, training=False):
         h = {"text": self.text_encoder(x, training=training)}
         for m, enc in self.encoders.items():
-            h[m] = enc(x[m], x[f"{m}_lengths"], training=training)
+            frames = x[m]
+            if m in self.standardizers:
+                frames = self.standardizers[m](frames, x[f"{m}_lengths"])
+            h[m] = enc(frames, x[f"{m}_lengths"], training=training)
         z, prediction = self.fusion([h[m] for m in self.modalities], training=training)
         return {"h": h, "z": z, "prediction": prediction}
 
     def call(self, x, training=False):
         return self.compute_features(x, training=training)["prediction"]
+
+    def adapt(self, dataset):
+        """Fits the input standardisers (`standardize`) on a dataset of the training split.
+
+        Args:
+            dataset: an iterable of `(inputs, label)` batches (the spec inputs dict), e.g. the training split
+                of `keras_mmsa.data.load(..., shuffle=False)`. Nothing happens when `standardize` is empty.
+        """
+        if not self.standardizers:
+            return
+        if not self.built:
+            raise ValueError("MMIM.adapt: build the model first (model.build(shapes))")
+        for m, layer in self.standardizers.items():
+            # One streaming pass per standardised modality: nothing but running sums is kept in memory.
+            layer.adapt(_modality_frames(dataset, m))
 
     def _entropy_input(self, m, y_m):
         if m in self.entropy_projections:
@@ -466,6 +504,7 @@ class MMIM(MultiStageModel):
                 "entropy_projection": self.entropy_projection,
                 "entropy_jitter": self.entropy_jitter,
                 "polarity": self.polarity,
+                "standardize": list(self.standardize),
                 "alternation": self.alternation,
                 "clipnorm": self.clipnorm,
             }
@@ -477,6 +516,17 @@ class MMIM(MultiStageModel):
         config = dict(config)
         config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
         return cls(**config)
+
+
+def _modality_frames(dataset, m):
+    """Yields (frames, lengths) of modality m from batches of (inputs, label) or of inputs dicts."""
+    for batch in dataset:
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if m not in inputs or f"{m}_lengths" not in inputs:
+            raise ValueError(
+                f"MMIM.adapt: the batches carry no {m!r}/{m}_lengths keys (keys: {sorted(inputs)})"
+            )
+        yield inputs[m], inputs[f"{m}_lengths"]
 
 
 def _standard_dims(name):

@@ -19,6 +19,9 @@ class Method:
         stage_fractions: (resolved RunConfig, DatasetInfo) -> per-stage pass fractions for `epoch_stream` (None: every batch
             runs every stage).
         extra_model_keys: model settings accepted beyond the preset's keys (the rest of `__init__`).
+        adapt: (built model, unbatched training examples) -> None: fits the model's data-dependent,
+            non-trainable state (e.g. MMIM's `standardize` input statistics) on the training split before the
+            first epoch; None: nothing to fit.
     """
 
     name: str
@@ -27,6 +30,7 @@ class Method:
     optimizers: Callable
     stage_fractions: Callable
     extra_model_keys: tuple = ()
+    adapt: Callable | None = None
 
 
 def _mmim():
@@ -65,6 +69,9 @@ def _mmim():
             return None  # per-batch alternation, or text only (no likelihood stage)
         return (config.train["stage1_fraction"], 1.0)
 
+    def adapt(model, examples):
+        model.adapt(examples.batch(512))
+
     init_args = set(inspect.signature(MMIM.__init__).parameters) - {
         "self",
         "text_backbone",
@@ -78,6 +85,7 @@ def _mmim():
         optimizers=optimizers,
         stage_fractions=stage_fractions,
         extra_model_keys=tuple(sorted(init_args - fixed)),
+        adapt=adapt,
     )
 
 

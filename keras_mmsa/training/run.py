@@ -150,6 +150,9 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
         jit_compile=config.jit_compile,
     )
     model.build_optimizers()
+    if method.adapt is not None:
+        # Training-split statistics only (e.g. input standardisation); a resumed run restores the same values.
+        method.adapt(model, data["train_examples"])
 
     train = config.train
     plateau = cbs.PlateauMonitor(
