@@ -193,7 +193,9 @@ def test_not_an_mmsa_pickle(tmp_path):
 def test_corrupt_or_truncated_pickle_names_the_file(tmp_path, content):
     path = epath.Path(tmp_path) / "unaligned_50.pkl"
     path.write_bytes(content)
-    with pytest.raises(MsaDataError, match=r"unaligned_50\.pkl: not a readable MMSA feature pickle"):
+    with pytest.raises(
+        MsaDataError, match=r"unaligned_50\.pkl: not a readable MMSA feature pickle"
+    ):
         readers.load_pickle(path)
 
 

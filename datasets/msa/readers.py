@@ -75,7 +75,8 @@ def load_pickle(path: epath.Path) -> dict:
     with epath.Path(path).open("rb") as f:
         try:
             data = pickle.load(f)
-        except Exception as e:  # a truncated/corrupt file raises anything from EOFError to ValueError
+        # A truncated/corrupt file raises anything from EOFError to ValueError.
+        except Exception as e:
             raise MsaDataError(
                 f"{path}: not a readable MMSA feature pickle ({type(e).__name__}: {e}); re-download the file."
             ) from e
