@@ -130,3 +130,20 @@ def test_missing_data_and_bad_configuration_are_one_line_errors(tmp_path, capsys
     assert real_mosi.main(argv) == 2
     assert "unknown configuration(s) ['vision']" in capsys.readouterr().err
     assert not (tmp_path / real_mosi.RESULTS_JSON).exists()
+
+
+def test_wall_clock_keeps_finished_epochs_across_an_interruption(tmp_path, monkeypatch):
+    """An interrupted run keeps the seconds of its finished epochs; the resumed invocation adds its own."""
+    now = [100.0]
+    monkeypatch.setattr(real_mosi.time, "time", lambda: now[0])
+    path = tmp_path / "run" / real_mosi.WALL_TIME
+    first = real_mosi._wall_clock(path)
+    now[0] += 30.0
+    first.on_epoch_end(0)
+    now[0] += 45.0  # the second epoch is interrupted: never flushed
+    resumed = real_mosi._wall_clock(path)
+    now[0] += 20.0
+    resumed.on_epoch_end(1)
+    now[0] += 5.0  # the test-split evaluation after fit
+    resumed.flush()
+    assert json.loads(path.read_text())["seconds"] == pytest.approx(30.0 + 20.0 + 5.0)

@@ -174,14 +174,11 @@ def run_benchmark(
             run_dir = run_dir_of(config, workdir)
             result = _finished_result(run_dir, config)
             if result is None:
-                t0 = time.time()
-                result = train_and_evaluate(config, workdir, verbose=verbose, export=False)
-                wall = time.time() - t0
-                # Seconds of this invocation, added to those of earlier (interrupted) ones.
-                previous = run_dir / WALL_TIME
-                if previous.exists():
-                    wall += json.loads(previous.read_text())["seconds"]
-                previous.write_text(json.dumps({"seconds": wall}) + "\n")
+                clock = _wall_clock(run_dir / WALL_TIME)
+                result = train_and_evaluate(
+                    config, workdir, verbose=verbose, export=False, callbacks=[clock]
+                )
+                clock.flush()
             wall_path = run_dir / WALL_TIME
             per_seed[str(seed)] = {
                 "test": result["test"],
@@ -222,6 +219,37 @@ def run_benchmark(
     (out_dir / RESULTS_JSON).write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / RESULTS_MD).write_text(format_report(report))
     return report
+
+
+def _wall_clock(path):
+    """A Keras callback keeping a run's training wall time in `path` (keras imported lazily, like the rest)."""
+    import keras
+
+    class WallClock(keras.callbacks.Callback):
+        """Adds the seconds since its last flush to a JSON file at every epoch end (and on `flush()`).
+
+        An interrupted run therefore keeps the time of its finished epochs, and its resumed invocation adds to
+        them: the recorded wall time loses at most the interrupted epoch.
+        """
+
+        def __init__(self, path):
+            super().__init__()
+            self.path = pathlib.Path(path)
+            self.mark = time.time()
+
+        def flush(self):
+            now = time.time()
+            seconds = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"seconds": seconds + now - self.mark}) + "\n")
+            os.replace(tmp, self.path)
+            self.mark = now
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.flush()
+
+    return WallClock(path)
 
 
 def _environment():
