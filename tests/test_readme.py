@@ -55,3 +55,24 @@ def test_readme_script_flags_exist():
 def test_readme_python_example_runs():
     code = _blocks("python")[0]
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_every_readme_script_command_names_a_real_script_and_flags():
+    """Every `python scripts/X.py ...` in the README (blocks and inline) names a script whose --help lists
+    each flag used."""
+    commands = re.findall(r"python3? (scripts/\w+\.py)([^`\n]*)", README)
+    scripts = {}
+    for script, rest in commands:
+        scripts.setdefault(script, set()).update(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest))
+    assert {"scripts/train.py", "scripts/benchmark_real_mosi.py"} <= set(scripts)
+    for script, flags in scripts.items():
+        assert (REPO / script).exists(), script
+        out = subprocess.run(
+            [sys.executable, str(REPO / script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, (script, out.stderr[-500:])
+        for flag in flags:
+            assert flag in out.stdout, (script, flag)
