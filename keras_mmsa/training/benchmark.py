@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from keras_mmsa.training.benchmark_torch_reference import summary_stats
+
 # BERT-base (bert-base-uncased's architecture), built from this config with random weights: no download.
 BASE_BERT = dict(
     vocabulary_size=30522,
@@ -236,17 +238,6 @@ def _vocabulary_size(case):
     return len(backbones.tiny_vocabulary())
 
 
-def _summary(values):
-    v = np.asarray(values, dtype="float64")
-    q1, q3 = np.percentile(v, [25, 75])
-    return {
-        "median": float(np.median(v)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "iqr": float(q3 - q1),
-    }
-
-
 def peak_rss_mb():
     """Peak resident set size of this process, MiB (Linux `ru_maxrss` is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -301,14 +292,14 @@ def measure_case(case, settings=Settings(), log=None):
         cpus.append(time.process_time() - c0)
         if log:
             log(f"  {case.label}: iteration {r + 1}/{settings.repeats} {walls[-1]:.3f}s")
-    wall = _summary(walls)
+    wall = summary_stats(walls)
     finite = all(math.isfinite(float(v)) for v in logs.values())
     return {
         "case": dataclasses.asdict(case),
         "label": case.label,
         "implementation": "keras_mmsa",
         "iteration_s": wall,
-        "iteration_cpu_s": _summary(cpus),
+        "iteration_cpu_s": summary_stats(cpus),
         "samples_per_s": case.batch_size / wall["median"],
         "times_s": walls,
         "first_iteration_s": first,

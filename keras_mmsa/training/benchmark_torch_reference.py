@@ -35,7 +35,8 @@ TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermed
 BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
 
-def _summary(values):
+def summary_stats(values):
+    """Median, min, max and inter-quartile range of timings (shared with `benchmark.py`)."""
     import numpy as np
 
     v = np.asarray(values, dtype="float64")
@@ -197,15 +198,15 @@ def main():
         s1.append(a)
         s2.append(b)
     total = [a + b for a, b in zip(s1, s2)]
-    wall = _summary(total)
+    wall = summary_stats(total)
     result = {
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
         "iteration_s": wall,
-        "iteration_cpu_s": _summary(cpus),
-        "stage1_s": _summary(s1),
-        "stage2_s": _summary(s2),
+        "iteration_cpu_s": summary_stats(cpus),
+        "stage1_s": summary_stats(s1),
+        "stage2_s": summary_stats(s2),
         "times_s": total,
         "samples_per_s": batch_size / wall["median"],
         "first_iteration_s": first,
