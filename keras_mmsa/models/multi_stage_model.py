@@ -39,6 +39,8 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 STAGE_KEY = "stage"
+# Prefix of the per-tracker "updated this epoch" flags that `train_step` returns and the train function strips.
+_SEEN = "_seen/"
 
 
 def install_xla_dropout():
@@ -357,9 +359,30 @@ class MultiStageModel(keras.Model):
             for n, v in logs.items():
                 self._log_trackers[n].update_state(v)
         out = {m.name: m.result() for m in self._log_trackers.values()}
+        for m in self._log_trackers.values():
+            out[_SEEN + m.name] = tf.cast(m.count > 0, tf.float32)
         for g, opt in self.stage_optimizers.items():
             out[f"lr_{g}"] = tf.convert_to_tensor(opt.learning_rate)
         return out
+
+    def make_train_function(self, force=False):
+        """Keras' train function, whose logs leave out the losses no batch of this epoch has computed yet.
+
+        With per-epoch alternation the first part of an epoch runs stage 0 only; the stage-1 trackers then hold
+        no value, and reporting their empty mean (0.0) would draw false zeros in the progress bar and in
+        TensorBoard's batch-level curves. A loss appears once its stage has run in the epoch.
+        """
+        super().make_train_function(force=force)  # (Keras' TF trainer sets it and may return None)
+        fn = self.train_function
+        if getattr(fn, "_drops_unseen_logs", False):
+            return fn
+
+        def train_function(iterator):
+            return _drop_unseen(fn(iterator))
+
+        train_function._drops_unseen_logs = True
+        self.train_function = train_function
+        return train_function
 
     def test_step(self, data):
         x, y = data[0], data[1]
@@ -381,3 +404,11 @@ class MultiStageModel(keras.Model):
         if isinstance(x, dict) and STAGE_KEY in x:
             x = {k: v for k, v in x.items() if k != STAGE_KEY}
         return self(x, training=False)
+
+
+def _drop_unseen(logs):
+    """Removes the `_SEEN` flags from a train step's logs, and the losses whose flag is 0."""
+    if not isinstance(logs, dict):
+        return logs
+    unseen = {k[len(_SEEN) :] for k, v in logs.items() if k.startswith(_SEEN) and not float(v)}
+    return {k: v for k, v in logs.items() if not k.startswith(_SEEN) and k not in unseen}
