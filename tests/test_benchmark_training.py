@@ -123,9 +123,11 @@ def test_threefry_dropout_only_changes_xla_functions():
     import tensorflow as tf
     from keras.src.backend.tensorflow import random as tf_random
 
+    from keras_mmsa.models.multi_stage_model import install_xla_dropout
+
     original = tf_random.dropout
     try:
-        replaced = bm.use_threefry_dropout_under_xla()
+        replaced = install_xla_dropout()
         assert replaced in (None, original)  # idempotent: None if the engine installed it already
         layer = keras.layers.Dropout(0.5, seed=1)
         x = tf.ones((64, 64))

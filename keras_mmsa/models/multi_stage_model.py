@@ -243,9 +243,8 @@ class MultiStageModel(keras.Model):
         if self._replicas() == 1:
             return t
         gathered = tf.distribute.get_replica_context().all_gather(t, axis=0)
-        gathered.set_shape(
-            [None] + list(t.shape[1:])
-        )  # all_gather loses the static trailing dimensions
+        # all_gather loses the static trailing dimensions
+        gathered.set_shape([None] + list(t.shape[1:]))
         return gathered
 
     @staticmethod

@@ -84,7 +84,8 @@ class Case:
         alternation: "epoch" (Algorithm 1: a full iteration is a stage-0 batch + a stage-1 batch) or "batch".
         encoder: "packed" (`SequenceEncoder.call`) or "keras" (`SequenceEncoder.reference_call`, the masked
             Keras LSTM the encoder used before).
-        dropout_rng: "default" (Keras' dropout) or "threefry" (`use_threefry_dropout_under_xla`).
+        dropout_rng: "default" (Keras' dropout generator: compiled with `xla_threefry_dropout=False`) or
+            "threefry" (the engine's default under XLA, `multi_stage_model.install_xla_dropout`).
     """
 
     backbone: str = "tiny"
@@ -181,15 +182,6 @@ def save_batches(batches, path):
     np.savez(path, **arrays)
 
 
-def use_threefry_dropout_under_xla():
-    """The engine's ThreeFry dropout under XLA (`keras_mmsa.models.multi_stage_model.install_xla_dropout`),
-    installed explicitly; cases with `dropout_rng="default"` compile with `xla_threefry_dropout=False` so the
-    benchmark can still measure Keras' own dropout generator."""
-    from keras_mmsa.models.multi_stage_model import install_xla_dropout
-
-    return install_xla_dropout()
-
-
 def build_model(case, settings):
     """MMIM with MOSI's preset hyper-parameters on the case's backbone, built and compiled."""
     import keras
@@ -247,8 +239,6 @@ def measure_case(case, settings=Settings(), log=None):
     """Times `case` in this process; returns a result dict (see `run_benchmark`)."""
     import tensorflow as tf
 
-    if case.dropout_rng == "threefry":
-        use_threefry_dropout_under_xla()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     model = build_model(case, settings)
