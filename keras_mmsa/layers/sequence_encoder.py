@@ -247,9 +247,8 @@ def packed_lstm(x, lengths, kernel, bias, recurrent_kernel):
         cell = (offset[:, None] + t) * rows + row[:, None]  # grid cell of each valid frame
         frame_to_cell = ops.where(valid, cell + 1, 0)
         source = ops.arange(1, batch * steps + 1, dtype="int32")
-        target = ops.reshape(
-            ops.where(valid, cell, steps * rows), (-1, 1)
-        )  # padding -> a spill slot
+        # padding frames go to a spill slot past the grid
+        target = ops.reshape(ops.where(valid, cell, steps * rows), (-1, 1))
         cell_to_frame = ops.scatter(
             target, ops.where(ops.reshape(valid, (-1,)), source, 0), (steps * rows + 1,)
         )[:-1]
