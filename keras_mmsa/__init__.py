@@ -19,6 +19,7 @@ _SUBMODULES = (
     "backbones",
     "configs",
     "data",
+    "engine",
     "estimators",
     "layers",
     "metrics",

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import keras
     from keras_mmsa import backbones
     from keras_mmsa.data import pipeline, staging
-    from keras_mmsa.models.mmim import MMIM
+    from keras_mmsa.models import MMIM, BertLSTMMLP
 
     alternation = sys.argv[1]
     keras.utils.set_random_seed(0)
@@ -25,7 +25,8 @@ SCRIPT = textwrap.dedent(
     train = pipeline.load("sample", "train", 16, **common).unbatch().take(32).cache()
     with strategy.scope():
         backbone, _ = backbones.load_text_backbone("tiny")
-        model = MMIM(backbone, audio_dim=5, vision_dim=20, batch_size=16, alternation=alternation)
+        base = BertLSTMMLP(backbone, audio_dim=5, vision_dim=20)
+        model = MMIM(base, batch_size=16, alternation=alternation)
         model.build({"token_ids": (None, 50), "audio": (None, 8, 5), "vision": (None, 8, 20)})
         model.compile(**MMIM.default_optimizers("sample"), jit_compile=False)
     fractions = (1.0, 1.0) if alternation == "epoch" else None

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_mmsa import backbones
 from keras_mmsa.data import pipeline
 from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
-from keras_mmsa.models.mmim import MMIM
+from keras_mmsa.models import MMIM, BertLSTMMLP
 
 
 def _padded(seed=0, n=12, steps=6, dim=4, offset=190.0):
@@ -97,7 +97,14 @@ def test_bad_statistics_input_is_a_clear_error(data, lengths, message):
 def _mmim(**kwargs):
     keras.utils.set_random_seed(0)
     backbone, tokenizer = backbones.load_text_backbone("tiny")
-    model = MMIM(backbone, audio_dim=4, vision_dim=3, batch_size=8, **kwargs)
+    base_keys = {"standardize", "modalities"}
+    base = BertLSTMMLP(
+        backbone,
+        audio_dim=4,
+        vision_dim=3,
+        **{k: v for k, v in kwargs.items() if k in base_keys},
+    )
+    model = MMIM(base, batch_size=8, **{k: v for k, v in kwargs.items() if k not in base_keys})
     model.build({"token_ids": (None, 12), "audio": (None, 6, 4), "vision": (None, 5, 3)})
     return model, tokenizer
 
@@ -117,12 +124,12 @@ def _inputs(tokenizer, n=12):
 
 def test_mmim_standardizes_audio_with_the_adapted_statistics():
     model, tokenizer = _mmim(standardize=["audio"])
-    assert list(model.standardizers) == ["audio"]
+    assert list(model.backbone.standardizers) == ["audio"]
     inputs = _inputs(tokenizer)
     labels = np.linspace(-3, 3, len(inputs["audio"])).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(5)
     model.adapt(ds)
-    layer = model.standardizers["audio"]
+    layer = model.backbone.standardizers["audio"]
     valid = np.arange(6)[None, :] < inputs["audio_lengths"][:, None]
     np.testing.assert_allclose(
         layer.mean.numpy(), inputs["audio"][valid].mean(0), rtol=1e-5, atol=1e-5
@@ -131,9 +138,9 @@ def test_mmim_standardizes_audio_with_the_adapted_statistics():
     h = model.compute_features(inputs, training=False)["h"]
     scaled = (inputs["audio"] - layer.mean.numpy()) / layer.std.numpy()
     scaled[~valid] = 0.0
-    expected = model.encoders["audio"](scaled, inputs["audio_lengths"], training=False)
+    expected = model.backbone.encoders["audio"](scaled, inputs["audio_lengths"], training=False)
     np.testing.assert_allclose(h["audio"], expected, rtol=1e-5, atol=1e-5)
-    expected_v = model.encoders["vision"](
+    expected_v = model.backbone.encoders["vision"](
         inputs["vision"], inputs["vision_lengths"], training=False
     )
     np.testing.assert_allclose(h["vision"], expected_v, rtol=1e-5, atol=1e-5)
@@ -141,17 +148,17 @@ def test_mmim_standardizes_audio_with_the_adapted_statistics():
     twin = MMIM.from_config(model.get_config())
     twin.build({"token_ids": (None, 12), "audio": (None, 6, 4), "vision": (None, 5, 3)})
     twin.set_weights(model.get_weights())
-    np.testing.assert_allclose(twin.standardizers["audio"].std.numpy(), layer.std.numpy())
+    np.testing.assert_allclose(twin.backbone.standardizers["audio"].std.numpy(), layer.std.numpy())
 
 
 def test_mmim_standardize_flag_validation_and_defaults():
     model, _ = _mmim()
-    assert model.standardizers == {} and model.get_config()["standardize"] == []
+    assert model.backbone.standardizers == {} and model.backbone.get_config()["standardize"] == []
     with pytest.raises(ValueError, match="standardize takes modalities"):
         _mmim(standardize=["text"])
     with pytest.warns(UserWarning, match="dropping the terms"):  # the text-only model says so once
         text_only, _ = _mmim(standardize="audio", modalities=["text"])
-    assert text_only.standardizers == {}  # an unused modality is ignored
+    assert text_only.backbone.standardizers == {}  # an unused modality is ignored
 
 
 def test_mmim_adapt_without_the_standardised_modality_is_a_clear_error():

@@ -8,9 +8,9 @@ import pytest
 
 from keras_mmsa import backbones
 from keras_mmsa.data import pipeline, staging
-from keras_mmsa.models.mmim import MMIM
+from keras_mmsa.models import MMIM, BertLSTMMLP
 
-T_AUDIO = T_VISION = 16
+from harness import SHAPES, T_AUDIO, T_VISION, spec_batch, tiny_mmim  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -19,34 +19,11 @@ def tiny():
 
 
 def _model(tiny, **kwargs):
-    keras.utils.set_random_seed(kwargs.pop("seed", 0))
-    backbone = backbones.load_text_backbone("tiny")[0]  # a fresh backbone per model
-    kwargs.setdefault("audio_dim", 5)
-    kwargs.setdefault("vision_dim", 20)
-    model = MMIM(backbone, batch_size=kwargs.pop("batch_size", 8), **kwargs)
-    model.build(
-        {"token_ids": (None, 50), "audio": (None, T_AUDIO, 5), "vision": (None, T_VISION, 20)}
-    )
-    model.compile(**MMIM.default_optimizers("sample"), jit_compile=False)
-    return model
+    return tiny_mmim(**kwargs)
 
 
-def _batch(tiny, n=8, labels=None, stage=None, seed=0):
-    rng = np.random.default_rng(seed)
-    texts = [f"the movie was {'really good' if i % 2 else 'terrible'}" for i in range(n)]
-    x = dict(pipeline.tokenize_batch(tiny[1], texts, 50))
-    x["audio"] = rng.normal(size=(n, T_AUDIO, 5)).astype("float32")
-    x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
-    x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
-    x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
-    if stage is not None:
-        x["stage"] = np.full((n,), stage, "int32")
-    y = (
-        rng.uniform(-3, 3, size=n).astype("float32")
-        if labels is None
-        else np.asarray(labels, "float32")
-    )
-    return x, y
+def _batch(tiny, **kwargs):
+    return spec_batch(tiny[1], **kwargs)
 
 
 def _values(variables):
@@ -155,16 +132,15 @@ def test_serialization_roundtrip_and_explain(tiny):
     x, _ = _batch(tiny)
     config = model.get_config()
     clone = MMIM.from_config(config)
-    clone.build(
-        {"token_ids": (None, 50), "audio": (None, T_AUDIO, 5), "vision": (None, T_VISION, 20)}
-    )
+    clone.build(SHAPES)
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(np.array(clone(x)), np.array(model(x)), atol=1e-5)
     out = model.explain(x)
-    assert set(out) == {"prediction", "s_zt", "s_za", "s_zv"}
+    assert set(out) == {"prediction", "s_zt", "s_za", "s_zv", "cos_zt", "cos_za", "cos_zv"}
     for key in ("s_zt", "s_za", "s_zv"):
         s = np.array(out[key])
         assert s.shape == (8,) and np.all((s >= np.exp(-1) - 1e-6) & (s <= np.e + 1e-6))
+        np.testing.assert_allclose(np.log(s), np.array(out["cos_z" + key[-1]]), atol=1e-5)
 
 
 def test_entropy_projection_modes_put_parameters_where_stated(tiny):
@@ -198,11 +174,13 @@ def test_modality_subsets_train_and_drop_terms(tiny, modalities):
 
 def test_rejects_bad_configurations(tiny):
     with pytest.raises(ValueError, match="text"):
-        MMIM(tiny[0], audio_dim=5, modalities=["audio"])
+        BertLSTMMLP(tiny[0], audio_dim=5, modalities=["audio"])
     with pytest.raises(ValueError, match="vision_dim is None"):
-        MMIM(tiny[0], audio_dim=5, modalities=["text", "vision"])
+        BertLSTMMLP(tiny[0], audio_dim=5, modalities=["text", "vision"])
     with pytest.raises(ValueError, match="alternation"):
-        MMIM(tiny[0], audio_dim=5, alternation="sometimes")
+        MMIM(BertLSTMMLP(tiny[0], audio_dim=5), alternation="sometimes")
+    with pytest.raises(TypeError, match="multimodal base model"):
+        MMIM(tiny[0])
 
 
 def _fit_on_sample(modalities, epochs, seed=0):
@@ -248,3 +226,44 @@ def test_mmim_learns_the_planted_signal_beyond_text():
     print(f"val MAE: constant {constant:.3f}, text-only {text_only:.3f}, MMIM {mmim:.3f}")
     assert mmim < constant * (2 / 3)
     assert mmim < text_only - 0.08
+
+
+@pytest.mark.parametrize("alternation, steps, q_updates", [("epoch", 2 * 3, 3), ("batch", 3, 3)])
+def test_fit_through_the_public_api_runs_the_papers_schedule(tiny, alternation, steps, q_updates):
+    """The README's code path: `model.fit(kmsa.data.load(...))` on a plain dataset. With
+    `alternation="epoch"` (Algorithm 1) each epoch is a pass of lld-only batches, then a pass of main batches:
+    2 x 3 steps, q updated on the first 3 only and the main group on the last 3; with "batch" both stages run
+    on each of the 3 batches."""
+    model = _model(tiny, alternation=alternation)
+    xs, ys = zip(*(spec_batch(tiny[1], seed=i) for i in range(3)))
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        ({k: np.concatenate([x[k] for x in xs]) for k in xs[0]}, np.concatenate(ys))
+    ).batch(8)
+    ran = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: ran.append(
+            (int(model.stage_optimizers["q"].iterations), int(model.stage_optimizers["main"].iterations))
+        )
+    )
+    model.fit(ds, epochs=1, verbose=0, callbacks=[record])
+    assert len(ran) == steps
+    if alternation == "epoch":
+        assert ran[:3] == [(1, 0), (2, 0), (3, 0)] and ran[3:] == [(3, 1), (3, 2), (3, 3)], ran
+    else:
+        assert ran == [(1, 1), (2, 2), (3, 3)], ran
+    assert int(model.stage_optimizers["q"].iterations) == q_updates
+
+
+def test_unlabelled_examples_stay_out_of_the_task_loss_and_the_polarity_memory(tiny):
+    model = _model(tiny)
+    x, y = _batch(tiny)
+    w = np.array([1, 0, 1, 0, 1, 0, 1, 0], "float32")
+    labels, mask = model._polarity(y, w)
+    np.testing.assert_array_equal(np.array(mask), w > 0)
+    features = model.compute_features(x)
+    stage = model.stages()[-1]
+    _, logs = model.compute_stage_losses(stage, features, x, y, sample_weight=w)
+    pred = np.array(features["prediction"])
+    np.testing.assert_allclose(float(logs["task"]), np.mean(np.abs(pred - y)[w > 0]), rtol=1e-5)

@@ -1,4 +1,5 @@
-"""The training engine on a toy two-stage model: stage discipline, alternation modes, clipping, trackers, XLA."""
+"""The training engine on a toy two-stage model: stage discipline, alternation modes, clipping, trackers, XLA,
+per-sample weights, state after any stage, the schedule `fit` follows, plateau groups and LR schedules."""
 
 import keras
 import numpy as np
@@ -6,16 +7,18 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_mmsa.models.multi_stage_model import MultiStageModel, Stage
+from keras_mmsa.engine import MultiStageModel, Stage
+from keras_mmsa.training.callbacks import PlateauMonitor
 
 
 class ToyModel(MultiStageModel):
     """Encoder + head trained on MAE (stage "main"); a critic fitted to the detached features (stage "aux")."""
 
-    def __init__(self, clipnorm=None, aux_repeats=1, **kwargs):
+    def __init__(self, clipnorm=None, aux_repeats=1, schedule=None, **kwargs):
         super().__init__(**kwargs)
         self.clipnorm = clipnorm
         self.aux_repeats = aux_repeats
+        self.schedule = schedule
         self.encoder = keras.layers.Dense(4, name="encoder")
         self.head = keras.layers.Dense(1, name="head")
         self.critic = keras.layers.Dense(4, name="critic")
@@ -25,6 +28,12 @@ class ToyModel(MultiStageModel):
         self.last_batch = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="last_b"
         )
+        self.aux_calls = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="aux_calls"
+        )
+
+    def stage_schedule(self):
+        return self.schedule
 
     def build(self, input_shape=None):
         self.encoder.build((None, 3))
@@ -52,29 +61,33 @@ class ToyModel(MultiStageModel):
     def call(self, x, training=False):
         return ops.squeeze(self.head(self.encoder(x["x"])), -1)
 
-    def compute_stage_losses(self, stage, features, x, y, training=False):
+    def compute_stage_losses(self, stage, features, x, y, sample_weight=None, training=False):
         h = features["h"]
         if stage.name == "aux":
             fit = ops.mean(ops.square(self.critic(h) - h))
             return fit, {"fit": fit}
         pred = ops.squeeze(self.head(h), -1)
-        task = ops.mean(ops.abs(pred - y))
+        task = self.task_loss(y, pred, sample_weight)
         # the critic's output enters the main loss, so a leak of the main gradient into the critic would show
         return task + 0.1 * ops.mean(self.critic(h)), {"task": task}
 
-    def update_state(self, features, x, y, gather):
+    def update_state(self, stage, features, x, y, sample_weight, gather):
+        if stage.name == "aux":
+            self.aux_calls.assign_add(1.0)
+            return
         self.state_calls.assign_add(1.0)
         self.last_batch.assign(ops.cast(ops.shape(gather(features["h"]))[0], "float32"))
 
 
-def _data(n=64, stage=None, batch=16):
+def _data(n=64, stage=None, batch=16, weights=None):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 3)).astype("float32")
     y = (x @ np.array([1.0, -2.0, 0.5], "float32")).astype("float32")
     inputs = {"x": x}
     if stage is not None:
         inputs["stage"] = np.full((n,), stage, "int32")
-    return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(batch)
+    elements = (inputs, y) if weights is None else (inputs, y, weights.astype("float32"))
+    return tf.data.Dataset.from_tensor_slices(elements).batch(batch)
 
 
 def _model(**kwargs):
@@ -108,7 +121,8 @@ def test_stage_ids_restrict_updates_to_that_stage(jit):
     model.fit(_data(stage=0), epochs=1, verbose=0)
     assert all(_changed(critic0, groups["critic"])), "stage 0 must update the critic"
     assert not any(_changed(main0, groups["model"])), "stage 0 must leave the model unchanged"
-    assert float(model.state_calls) == 0.0, "state updates belong to the last stage"
+    assert float(model.state_calls) == 0.0, "stage 0 must not write the main stage's state"
+    assert float(model.aux_calls) == 4.0, "state may be written after any stage (once per batch)"
 
     critic1, main1 = _snapshot(groups["critic"]), _snapshot(groups["model"])
     history = model.fit(_data(stage=1), epochs=1, verbose=0)
@@ -219,3 +233,92 @@ def test_optimizer_state_survives_save_and_load(tmp_path):
         for va, vb in zip(a, b):
             np.testing.assert_allclose(np.array(va), np.array(vb))
     np.testing.assert_allclose(float(other.state_calls), float(model.state_calls))
+
+
+def _count_batches():
+    counter = {"n": 0}
+    cb = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: counter.__setitem__("n", counter["n"] + 1)
+    )
+    return counter, cb
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_sample_weights_reach_the_stage_losses(jit):
+    """Weight-0 examples stay out of the task loss: the logged task equals the weighted MAE (no update: lr 0)."""
+    model = _model()
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.0), "model": keras.optimizers.SGD(0.0)},
+        jit_compile=jit,
+    )
+    weights = np.tile(np.array([1.0, 0.0, 0.0, 2.0]), 4)
+    ds = _data(n=16, batch=16, weights=weights)
+    inputs, y, _ = next(iter(ds))
+    pred = np.array(model(inputs))
+    expected = np.sum(weights * np.abs(pred - np.array(y))) / weights.sum()
+    unweighted = np.mean(np.abs(pred - np.array(y)))
+    history = model.fit(ds, epochs=1, verbose=0)
+    assert np.isclose(history.history["task"][0], expected, rtol=1e-5)
+    assert not np.isclose(expected, unweighted, rtol=1e-3)
+    # evaluation weights the validation loss the same way; all-zero weights give 0, not NaN
+    result = model.evaluate(ds, verbose=0, return_dict=True)
+    assert np.isclose(result["loss"], expected, rtol=1e-5)
+    zero = model.fit(_data(n=16, batch=16, weights=np.zeros(16)), epochs=1, verbose=0)
+    assert zero.history["task"][0] == 0.0
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_fit_on_a_plain_dataset_follows_the_per_epoch_schedule(jit):
+    """stage_schedule (0.5, 1.0) on 4 batches: each epoch is 2 critic-only batches then 4 model batches."""
+    model = _model(schedule=(0.5, 1.0))
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.Adam(0.05)},
+        jit_compile=jit,
+    )
+    counter, cb = _count_batches()
+    model.fit(_data(), epochs=2, verbose=0, callbacks=[cb])
+    assert counter["n"] == 2 * (2 + 4)
+    assert int(model.stage_optimizers["critic"].iterations) == 2 * 2
+    assert int(model.stage_optimizers["model"].iterations) == 2 * 4
+    # the same model without a schedule runs both stages on every batch
+    plain = _model()
+    counter, cb = _count_batches()
+    plain.fit(_data(), epochs=1, verbose=0, callbacks=[cb])
+    assert counter["n"] == 4 and int(plain.stage_optimizers["critic"].iterations) == 4
+
+
+def test_fit_refuses_inputs_it_cannot_schedule():
+    model = _model(schedule=(1.0, 1.0))
+    x = {"x": np.zeros((8, 3), "float32")}
+    with pytest.raises(ValueError, match="per-epoch stage schedule.*tf.data.Dataset"):
+        model.fit(x, np.zeros(8, "float32"), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        model.fit(_data(), epochs=1, steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match="infinite"):
+        model.fit(_data().repeat(), epochs=1, verbose=0)
+
+
+def test_plateau_decays_the_declared_groups_and_rejects_unknown_ones(tmp_path):
+    model = _model()
+    assert model.lr_decay_groups() == ("critic", "model")
+    # min_delta=inf: only the first epoch counts as an improvement -> one decay in each of the 2 later epochs
+    monitor = PlateauMonitor(
+        tmp_path / "best.weights.h5", lr_patience=1, lr_groups=None, min_delta=1e30
+    )
+    model.fit(_data(), validation_data=_data(), epochs=3, verbose=0, callbacks=[monitor])
+    lr = {g: float(opt.learning_rate) for g, opt in model.stage_optimizers.items()}
+    assert np.isclose(lr["critic"], 0.1 * 0.25) and np.isclose(lr["model"], 0.05 * 0.25), lr
+    bad = PlateauMonitor(tmp_path / "b.weights.h5", lr_patience=1, lr_groups=("bert",))
+    with pytest.raises(ValueError, match=r"lr_groups \['bert'\] have no optimizer"):
+        model.fit(_data(), validation_data=_data(), epochs=1, verbose=0, callbacks=[bad])
+
+
+def test_learning_rate_schedules_are_logged_and_refused_by_the_plateau_decay(tmp_path):
+    model = _model()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    model.compile(optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.SGD(schedule)})
+    history = model.fit(_data(), epochs=1, verbose=0)  # 4 steps: lr after 4 updates = 0.1 * 0.5**4
+    assert np.isclose(history.history["lr_model"][0], 0.1 * 0.5**4)
+    monitor = PlateauMonitor(tmp_path / "best.weights.h5", lr_patience=1)
+    with pytest.raises(ValueError, match="LearningRateSchedule"):
+        model.fit(_data(), validation_data=_data(), epochs=1, verbose=0, callbacks=[monitor])

@@ -7,21 +7,21 @@ from keras_mmsa.training.registry import get_method
 
 
 def test_resolved_fills_the_papers_presets():
-    mosi = RunConfig(dataset="mosi_unaligned").resolved()
+    mosi = RunConfig(method="mmim", dataset="mosi_unaligned").resolved()
     assert mosi.model["alpha"] == 0.3 and mosi.model["beta"] == 0.1  # MMIM Table 3, MOSI
     assert mosi.train["batch_size"] == 32 and mosi.train["lr_lld"] == 5e-3
     assert (
         mosi.text_backbone == "bert_base_en_uncased" and mosi.name == "mmim_mosi_unaligned_seed1111"
     )
-    mosei = RunConfig(dataset="mosei_aligned").resolved()
+    mosei = RunConfig(method="mmim", dataset="mosei_aligned").resolved()
     assert (mosei.model["alpha"], mosei.model["beta"], mosei.train["batch_size"]) == (0.1, 0.05, 64)
     assert mosei.train["stage1_fraction"] == 0.5
-    sims = RunConfig(dataset="sims_unaligned").resolved()
+    sims = RunConfig(method="mmim", dataset="sims_unaligned").resolved()
     assert sims.model["bidirectional"] and sims.train["clipnorm"] == 1.0
 
 
 def test_overrides_and_json_roundtrip(tmp_path):
-    config = RunConfig().with_overrides(
+    config = RunConfig(method="mmim").with_overrides(
         ["seed=3", "train.lr_main=5e-4", "model.alpha=0.5", "max_lengths.audio=64", "name=x"]
     )
     assert config.seed == 3 and config.train == {"lr_main": 5e-4} and config.model == {"alpha": 0.5}
@@ -43,18 +43,18 @@ def test_overrides_and_json_roundtrip(tmp_path):
 )
 def test_bad_overrides(overrides, match):
     with pytest.raises(ValueError, match=match):
-        RunConfig().with_overrides(overrides)
+        RunConfig(method="mmim").with_overrides(overrides)
 
 
 def test_unknown_settings_name_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match="not mmim hyper-parameters"):
-        RunConfig(model={"alpah": 1.0}).resolved()
+        RunConfig(method="mmim", model={"alpah": 1.0}).resolved()
     with pytest.raises(ValueError, match="train settings \\['lr'\\] are unknown"):
-        RunConfig(train={"lr": 1.0}).resolved()
+        RunConfig(method="mmim", train={"lr": 1.0}).resolved()
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         RunConfig(method="nope").resolved()
     with pytest.raises(ValueError, match="no MMIM preset"):
-        RunConfig(dataset="iemocap").resolved()
+        RunConfig(method="mmim", dataset="iemocap").resolved()
     bad = tmp_path / "c.json"
     bad.write_text('{"seed": 1, "speed": 2}')
     with pytest.raises(ValueError, match="unknown key"):
@@ -64,7 +64,18 @@ def test_unknown_settings_name_the_known_ones(tmp_path):
         RunConfig.from_json(bad)
 
 
-def test_registry_extra_model_keys_cover_the_reference_flags():
-    keys = set(get_method("mmim").extra_model_keys)
+def test_model_keys_cover_the_reference_flags_and_the_base_model():
+    keys = set(get_method("mmim").model_keys())
     assert {"variance_free", "entropy_projection", "polarity", "logvar_bound"} <= keys
-    assert RunConfig(model={"variance_free": True}).resolved().model["variance_free"] is True
+    assert {"audio_hidden", "standardize", "dropout_fusion"} <= keys  # the base model's settings
+    assert RunConfig(method="mmim", model={"variance_free": True}).resolved().model["variance_free"] is True
+
+
+def test_a_base_model_alone_resolves_its_own_presets():
+    config = RunConfig(method="bert_lstm_mlp", dataset="mosi_unaligned").resolved()
+    assert config.train["lr_main"] == 1e-3 and "lr_lld" not in config.train
+    assert "alpha" not in config.model and config.name == "bert_lstm_mlp_mosi_unaligned_seed1111"
+    with pytest.raises(ValueError, match="not bert_lstm_mlp hyper-parameters"):
+        RunConfig(method="bert_lstm_mlp", model={"alpha": 0.3}).resolved()
+    with pytest.raises(TypeError, match="method"):
+        RunConfig()  # no default method: generic code names none

@@ -138,7 +138,7 @@ def test_evaluate_and_explain(finished_run, tmp_path):
 
     rows = list(csv.DictReader(open(tmp_path / "explain_test.csv")))
     assert len(rows) == 150
-    assert {"id", "text", "label", "prediction", "s_zt", "s_za", "s_zv"} <= set(rows[0])
+    assert {"id", "text", "label", "prediction", "s_zt", "s_za", "s_zv", "cos_zv"} <= set(rows[0])
     assert all(np.exp(-1) - 1e-6 <= float(r["s_zv"]) <= np.e + 1e-6 for r in rows)
     assert (tmp_path / "eval_test.md").read_text().startswith("|")
 

@@ -1,5 +1,6 @@
-"""Per method x dataset hyper-parameters (the papers' tables)."""
+"""Per method x dataset hyper-parameters (the papers' tables), as data."""
 
-from keras_mmsa.configs import mmim
+from keras_mmsa.configs import bert_lstm_mlp, mmim
+from keras_mmsa.configs.families import FAMILY_OF
 
-__all__ = ["mmim"]
+__all__ = ["FAMILY_OF", "bert_lstm_mlp", "mmim"]

@@ -7,7 +7,7 @@ backup at epoch e sees exactly the batches an uninterrupted run would have seen 
 
 With `stage_fractions`, each epoch is a sequence of passes, one per stage: stage k runs on the first
 `ceil(fraction_k * n_batches)` batches of its own shuffled order, and its batches carry `inputs["stage"] = k`
-(int32 [B]), which `MultiStageModel.train_step` reads. MMIM's Algorithm 1 is `stage_fractions=(f, 1.0)`: a pass
+(int32 [B]), which the engine's train step reads. MMIM's Algorithm 1 is `stage_fractions=(f, 1.0)`: a pass
 of likelihood batches over D_sub (f = 1 on MOSI, 0.5 on MOSEI), then a pass of main batches over D.
 """
 
@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf
 
-from keras_mmsa.models.multi_stage_model import STAGE_KEY
+from keras_mmsa.engine.stage import STAGE_KEY
 
 
 def _seed(seed, epoch, stage):
@@ -95,3 +95,70 @@ def epoch_stream(
     order = order.flat_map(lambda i, n: tf.data.Dataset.from_tensors(i).repeat(n))
     stream = tf.data.Dataset.choose_from_datasets(passes, order).prefetch(tf.data.AUTOTUNE)
     return stream, sum(steps)
+
+
+def _carries_stage_ids(dataset):
+    spec = dataset.element_spec
+    first = spec[0] if isinstance(spec, tuple) else spec
+    return isinstance(first, dict) and STAGE_KEY in first
+
+
+def scheduled_dataset(x, fractions, *, owner="model", steps_per_epoch=None, has_y=False):
+    """`fit`'s input turned into a per-epoch schedule's passes (see `MultiStageModel.fit`).
+
+    Args:
+        x: what the user passed to `fit` as `x`.
+        fractions: one pass fraction in (0, 1] per stage.
+        owner: the model's class name, for messages.
+        steps_per_epoch: `fit`'s argument (a plain dataset with it is refused).
+        has_y: whether `fit` got a separate `y` (refused: the passes need `(inputs, label)` batches).
+
+    Returns:
+        `x` itself when it already carries stage ids; else a dataset of `(inputs + stage id, label[, weight])`
+        batches: per stage k, `ceil(f_k * n_batches)` batches of one iteration of `x`, stage 0 first.
+    """
+    hint = (
+        f"{owner} trains with a per-epoch stage schedule {tuple(fractions)} (one pass per stage); "
+        "fit() builds it from a finite tf.data.Dataset of (inputs, label) batches"
+    )
+    if not isinstance(x, tf.data.Dataset):
+        raise ValueError(
+            f"{hint}; got {type(x).__name__}. Pass a tf.data.Dataset (keras_mmsa.data.load), a stream with "
+            "stage ids (keras_mmsa.data.epoch_stream), or use a per-batch schedule "
+            "(e.g. MMIM(alternation='batch'))."
+        )
+    if _carries_stage_ids(x):
+        return x
+    if has_y:
+        raise ValueError(f"{hint}; pass the labels inside the dataset, not as fit(y=...).")
+    if steps_per_epoch is not None:
+        raise ValueError(
+            f"{hint}; steps_per_epoch would cut the passes. Leave it out, or pass a stream with stage ids "
+            "(keras_mmsa.data.epoch_stream returns one with its steps_per_epoch)."
+        )
+    n = int(x.cardinality())
+    if n == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(f"{hint}; the dataset is infinite (a .repeat()?).")
+    if n < 0:
+        n = count_examples(x)
+    if n == 0:
+        raise ValueError(f"{hint}; the dataset is empty.")
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise ValueError(f"stage fractions must be in (0, 1]; got {tuple(fractions)}")
+
+    def tagger(k):
+        def tag(inputs, *rest):
+            if not isinstance(inputs, dict):
+                raise ValueError(f"{hint}; the batches' inputs must be a dict (the spec inputs dict)")
+            inputs = dict(inputs)
+            inputs[STAGE_KEY] = tf.fill(tf.shape(rest[0])[:1], tf.constant(k, tf.int32))
+            return (inputs, *rest)
+
+        return tag
+
+    out = None
+    for k, f in enumerate(fractions):
+        one = x.take(max(1, math.ceil(f * n))).map(tagger(k))
+        out = one if out is None else out.concatenate(one)
+    return out

@@ -58,14 +58,22 @@ class MLPFusion(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        z = self.fuse(inputs, training=training)
+        return z, self.regress(z)
+
+    def fuse(self, inputs, training=None):
+        """The fusion result Z `[B, hidden_dim]` of a list of unimodal vectors."""
         h = ops.concatenate(list(inputs), axis=-1)
         h = self.dropout_layer(h, training=training)
         h = self.activation(self.hidden_1(h))
-        z = self.activation(self.hidden_2(h))
+        return self.activation(self.hidden_2(h))
+
+    def regress(self, z):
+        """The prediction head on Z: `[B]` (or `[B, output_dim]` when `output_dim > 1`)."""
         y = self.head(z)
         if self.output_dim == 1:
             y = ops.squeeze(y, axis=-1)
-        return z, y
+        return y
 
     def get_config(self):
         config = super().get_config()

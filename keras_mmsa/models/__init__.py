@@ -1,6 +1,21 @@
-"""Methods and base models. Every method is a `MultiStageModel` (the one training engine)."""
+"""Base models (`MultimodalBackbone`s: encode / fuse / head) and the methods that wrap them.
 
+Base models: `BertLSTMMLP` (MMIM's). Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model
+alone, task loss only) and `MMIM`.
+"""
+
+from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
+from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.mmim import MMIM
-from keras_mmsa.models.multi_stage_model import STAGE_KEY, MultiStageModel, Stage
+from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
+from keras_mmsa.models.supervised import Supervised
 
-__all__ = ["MMIM", "STAGE_KEY", "MultiStageModel", "Stage"]
+__all__ = [
+    "MMIM",
+    "STAGE_KEY",
+    "BertLSTMMLP",
+    "MultiStageModel",
+    "MultimodalBackbone",
+    "Stage",
+    "Supervised",
+]

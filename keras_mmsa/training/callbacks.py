@@ -45,7 +45,10 @@ class PlateauMonitor(keras.callbacks.Callback, Resumable):
         patience: epochs without improvement before stopping (None: never stop early).
         lr_patience: epochs without improvement before a learning-rate decay (None: never).
         lr_factor: decay factor.
-        lr_groups: names of the optimizer groups to decay (`model.stage_optimizers`).
+        lr_groups: names of the optimizer groups to decay (keys of `model.stage_optimizers`); None: the
+            groups the method declares (`model.lr_decay_groups()`). A group the model has no optimizer for,
+            or whose learning rate is a `LearningRateSchedule` (which cannot be set), is an error at the
+            start of training, never a silent skip.
         min_lr: floor of the decayed learning rates.
         min_delta: smallest decrease that counts as an improvement.
     """
@@ -59,7 +62,7 @@ class PlateauMonitor(keras.callbacks.Callback, Resumable):
         patience=None,
         lr_patience=None,
         lr_factor=0.5,
-        lr_groups=("bert", "main"),
+        lr_groups=None,
         min_lr=0.0,
         min_delta=0.0,
     ):
@@ -69,7 +72,7 @@ class PlateauMonitor(keras.callbacks.Callback, Resumable):
         self.patience = patience
         self.lr_patience = lr_patience
         self.lr_factor = lr_factor
-        self.lr_groups = tuple(lr_groups)
+        self.lr_groups = None if lr_groups is None else tuple(lr_groups)
         self.min_lr = min_lr
         self.min_delta = min_delta
         self.best = math.inf
@@ -91,6 +94,36 @@ class PlateauMonitor(keras.callbacks.Callback, Resumable):
         self.wait = int(state["wait"])
         self.lr_wait = int(state["lr_wait"])
 
+    def _decayed_groups(self):
+        groups = self.lr_groups
+        if groups is None:
+            groups = tuple(self.model.lr_decay_groups())
+        optimizers = getattr(self.model, "stage_optimizers", {})
+        unknown = [g for g in groups if g not in optimizers]
+        if unknown:
+            raise ValueError(
+                f"PlateauMonitor: lr_groups {unknown} have no optimizer in this model "
+                f"(its optimizer groups: {sorted(optimizers)})"
+            )
+        scheduled = [
+            g
+            for g in groups
+            if isinstance(
+                optimizers[g]._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+            )
+        ]
+        if scheduled:
+            raise ValueError(
+                f"PlateauMonitor: the optimizer group(s) {scheduled} follow a LearningRateSchedule, which a "
+                "plateau decay cannot change; leave them out of lr_groups / lr_decay_groups(), or set "
+                "train.lr_patience=null"
+            )
+        return groups
+
+    def on_train_begin(self, logs=None):
+        if self.lr_patience is not None:
+            self._groups = self._decayed_groups()
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
@@ -108,10 +141,9 @@ class PlateauMonitor(keras.callbacks.Callback, Resumable):
         self.lr_wait += 1
         if self.lr_patience is not None and self.lr_wait >= self.lr_patience:
             self.lr_wait = 0
-            for group in self.lr_groups:
-                opt = self.model.stage_optimizers.get(group)
-                if opt is None:
-                    continue
+            groups = getattr(self, "_groups", None) or self._decayed_groups()
+            for group in groups:
+                opt = self.model.stage_optimizers[group]
                 lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
                 opt.learning_rate = max(lr * self.lr_factor, self.min_lr)
         if self.patience is not None and self.wait >= self.patience:

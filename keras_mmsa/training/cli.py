@@ -100,7 +100,11 @@ def train_parser():
         prog="train.py",
         description="Train a keras_mmsa method; runs offline on the bundled `sample` dataset by default.",
     )
-    p.add_argument("--method", required=True, help="method name (registered: mmim)")
+    from keras_mmsa.training.registry import METHODS
+
+    p.add_argument(
+        "--method", required=True, choices=METHODS, help=f"method name: {', '.join(METHODS)}"
+    )
     p.add_argument(
         "--dataset", default=None, help="msa builder config: sample (default), mosi_unaligned, ..."
     )
@@ -152,8 +156,8 @@ def train_parser():
 def config_from_args(args):
     from keras_mmsa.training.config import RunConfig
 
-    config = RunConfig.from_json(args.config) if args.config else RunConfig()
-    config = RunConfig.from_dict({**config.to_dict(), "method": args.method})
+    base = RunConfig.from_json(args.config).to_dict() if args.config else {}
+    config = RunConfig.from_dict({**base, "method": args.method})
     updates = {}
     for key in ("dataset", "manual_dir", "data_dir", "text_backbone", "seed", "name"):
         value = getattr(args, key)
@@ -200,7 +204,9 @@ def evaluate_main(argv):
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument(
-        "--explain", action="store_true", help="also write per-sample CPC scores (MMIM Table 5)"
+        "--explain",
+        action="store_true",
+        help="also write per-sample explanation scores (the method's explain(), e.g. MMIM's CPC scores)",
     )
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)

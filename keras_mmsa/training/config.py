@@ -17,7 +17,7 @@ class RunConfig:
     from the method's preset for the dataset (`keras_mmsa.configs`), so the saved `config.json` is complete.
 
     Attributes:
-        method: registered method name (`keras_mmsa.training.registry.METHODS`), e.g. "mmim".
+        method: registered method name (`keras_mmsa.training.registry.METHODS`).
         dataset: a config name of the TFDS builder `msa` ("sample", "mosi_unaligned", "mosi_sdk", ...).
         manual_dir: folder with the user's dataset files (not needed for "sample").
         data_dir: where TFDS keeps prepared datasets (default `$KMSA_DATA_DIR` or `~/tensorflow_datasets`).
@@ -29,11 +29,11 @@ class RunConfig:
         deterministic: enable TensorFlow op determinism (slower).
         jit_compile: XLA-compile the train/test steps.
         name: run name (default: "<method>_<dataset>_seed<seed>").
-        model: method hyper-parameters (`MMIM.__init__` arguments).
+        model: the method's and its base model's hyper-parameters (constructor arguments).
         train: optimisation settings (batch_size, epochs, learning rates, patience, ...).
     """
 
-    method: str = "mmim"
+    method: str
     dataset: str = "sample"
     manual_dir: str | None = None
     data_dir: str | None = None
@@ -121,11 +121,11 @@ class RunConfig:
         method = registry.get_method(self.method)
         preset = method.preset(self.dataset)
         model = dict(preset["model"])
-        unknown = sorted(set(self.model) - set(model) - set(method.extra_model_keys))
+        known = set(model) | set(method.model_keys())
+        unknown = sorted(set(self.model) - known)
         if unknown:
             raise ValueError(
-                f"model settings {unknown} are not {self.method} hyper-parameters; "
-                f"known: {sorted(set(model) | set(method.extra_model_keys))}"
+                f"model settings {unknown} are not {self.method} hyper-parameters; known: {sorted(known)}"
             )
         model.update(self.model)
         train = dict(preset["train"])

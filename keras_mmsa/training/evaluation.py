@@ -47,14 +47,16 @@ def evaluate_run(run_dir, split="test", explain=False, out_dir=None):
     """Writes and returns the metric table of `split` for the run's best weights.
 
     Outputs in `out_dir` (default: the run directory): `eval_<split>.json`, `eval_<split>.md`, and with
-    `explain=True`, `explain_<split>.csv`: per sample id, text, label, prediction and the fusion-modality scores
-    s(Z, h_m) = exp(cos(h_m, G(Z))) of MMIM Table 5 (`model.explain`).
+    `explain=True`, `explain_<split>.csv`: per sample id, text, label, prediction and the method's per-sample
+    scores (`model.explain(x)`, e.g. MMIM's fusion-modality CPC scores); a method without `explain` is an error.
     """
     from keras_mmsa.data import pipeline
 
     run_dir = pathlib.Path(run_dir)
     out_dir = pathlib.Path(out_dir or run_dir)
     config, model, tokenizer = load_run(run_dir)
+    if explain and not hasattr(model, "explain"):
+        raise ValueError(f"--explain: {type(model).__name__} ({config.method}) has no explanation scores")
     info = pipeline.dataset_info(config.dataset, data_dir=config.data_dir)
     ds = pipeline.load(
         config.dataset,

@@ -87,8 +87,8 @@ def load_data(config, tokenizer, *, splits=("train", "validation", "test")):
 
 
 def build_model(config, info, backbone):
-    method = registry.get_method(config.method)
-    return method.build(config, info, backbone)
+    """The built model of a resolved run config (`from_run_config` of the registered class)."""
+    return registry.get_method(config.method).from_run_config(config, info, backbone)
 
 
 def save_tokenizer(directory, backbone, tokenizer):
@@ -141,18 +141,18 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
     data = load_data(config, tokenizer)
     info = data["info"]
     method = registry.get_method(config.method)
-    model = method.build(config, info, backbone)
+    model = method.from_run_config(config, info, backbone)
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
     save_tokenizer(run_dir / TOKENIZER, backbone, tokenizer)
     model.compile(
-        optimizers=method.optimizers(config.train),
+        optimizers=method.optimizers_from_settings(config.train),
         metrics=[metrics.MSAMetrics(family=info.family)],
         jit_compile=config.jit_compile,
     )
     model.build_optimizers()
-    if method.adapt is not None:
+    if hasattr(model, "adapt"):
         # Training-split statistics only (e.g. input standardisation); a resumed run restores the same values.
-        method.adapt(model, data["train_examples"])
+        model.adapt(data["train_examples"].batch(512))
 
     train = config.train
     plateau = cbs.PlateauMonitor(
@@ -160,6 +160,7 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
         patience=train.get("patience"),
         lr_patience=train.get("lr_patience"),
         lr_factor=train.get("lr_factor", 0.5),
+        lr_groups=model.lr_decay_groups(),
     )
     backup = cbs.RunBackup(run_dir / "backup", resumables=[plateau])
     first_epoch = backup.restore(model)
@@ -174,7 +175,7 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
             num_epochs=epochs,
             first_epoch=first_epoch,
             num_examples=data["num_train"],
-            stage_fractions=method.stage_fractions(config, info),
+            stage_fractions=model.stage_schedule(),
         )
         history = model.fit(
             stream,

@@ -1,0 +1,3 @@
+from keras_mmsa.models.bert_lstm_mlp.bert_lstm_mlp import BertLSTMMLP
+
+__all__ = ["BertLSTMMLP"]

@@ -1,0 +1,129 @@
+"""`MultimodalBackbone`: the contract of a multimodal base model (encode / fuse / head)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_mmsa.data.spec import AUDIO_KEYS, MODALITIES, TEXT_KEYS, VISION_KEYS
+
+
+class MultimodalBackbone(keras.layers.Layer):
+    """Base class of the multimodal base models that methods wrap (KerasHub's task-over-backbone shape).
+
+    A base model maps the keras_mmsa inputs dict (`keras_mmsa/data/spec.py`) to a sentiment score in three
+    steps that methods reach into: `encode(x) -> {modality: h_m}` (unimodal representations),
+    `fuse(h) -> z` (the fusion representation) and `head(z) -> y` (`[B]`). `call(x)` is their composition and
+    `forward(x)` returns all three (`{"h", "z", "prediction"}`), the shared forward pass of a method's stages.
+    A base model is serializable on its own, declares its optimizer groups (`variable_groups()`, e.g. BERT apart
+    from the rest for its own learning rate) and is trainable alone through `keras_mmsa.models.Supervised`
+    (task loss only): every MI method is compared with its base model alone.
+
+    Subclasses implement `encode`, `fuse`, `head`, `get_config`, and set `modalities`, `feature_dims`
+    (`{modality: size of h_m}`), `fusion_dim` (size of z) and the input feature sizes `audio_dim`/`vision_dim`
+    (None when unused). For the workflow (`scripts/train.py --method <name>`) they also implement the class
+    methods `preset`, `from_run_config` (a built `Supervised` over the base model) and
+    `optimizers_from_settings`, the same protocol as `keras_mmsa.engine.MultiStageModel`.
+    """
+
+    audio_dim = None
+    vision_dim = None
+
+    # ------------------------------------------------------------------ the contract
+    def encode(self, x, training=False):
+        raise NotImplementedError
+
+    def fuse(self, h, training=False):
+        raise NotImplementedError
+
+    def head(self, z, training=False):
+        raise NotImplementedError
+
+    def forward(self, x, training=False):
+        """`{"h": encode(x), "z": fuse(h), "prediction": head(z)}`."""
+        h = self.encode(x, training=training)
+        z = self.fuse(h, training=training)
+        return {"h": h, "z": z, "prediction": self.head(z, training=training)}
+
+    def call(self, x, training=False):
+        return self.forward(x, training=training)["prediction"]
+
+    def variable_groups(self):
+        """`{group: [trainable variables]}`, disjoint; default: one group "main"."""
+        return {"main": list(self.trainable_variables)}
+
+    def adapt(self, dataset):
+        """Fits data-dependent, non-trainable state on the training split; default: nothing."""
+
+    def input_keys(self):
+        """The keys of the inputs dict this base model reads."""
+        keys = []
+        for m, group in (("text", TEXT_KEYS), ("audio", AUDIO_KEYS), ("vision", VISION_KEYS)):
+            if m in self.modalities:
+                keys += list(group)
+        return keys
+
+    def dummy_inputs(self, input_shape=None, batch=2):
+        """A zero batch of the inputs dict (padded lengths from `input_shape`, default short ones)."""
+        shapes = dict(input_shape or {})
+        x = {}
+        if "text" in self.modalities:
+            length = shapes.get("token_ids", (None, 8))[1] or 8
+            for k in TEXT_KEYS:
+                x[k] = ops.ones((batch, length), dtype="bool" if k == "padding_mask" else "int32")
+        for m, dim in (("audio", self.audio_dim), ("vision", self.vision_dim)):
+            if m in self.modalities:
+                steps = (shapes.get(m) or (None, 4, dim))[1] or 4
+                x[m] = ops.zeros((batch, steps, dim))
+                x[f"{m}_lengths"] = ops.ones((batch,), dtype="int32")
+        return x
+
+    def build(self, input_shape=None):
+        """Creates every variable by running the model once on a zero batch of two examples."""
+        if self.built:
+            return
+        self.forward(self.dummy_inputs(input_shape), training=False)
+        self.built = True
+
+    # ------------------------------------------------------------------ workflow protocol
+    @classmethod
+    def preset(cls, dataset):
+        raise NotImplementedError(f"{cls.__name__} has no presets")
+
+    @classmethod
+    def model_keys(cls):
+        return tuple(cls.preset("sample")["model"])
+
+    @classmethod
+    def from_run_config(cls, config, info, text_backbone):
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a run config")
+
+    @classmethod
+    def optimizers_from_settings(cls, train):
+        raise NotImplementedError(f"{cls.__name__} has no default optimizers")
+
+
+def check_modalities(modalities, available, *, owner, needs=()):
+    """The used modalities in canonical order; errors for unknown ones, missing `needs` and missing dims."""
+    modalities = list(modalities)
+    unknown = sorted(set(modalities) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"{owner}: unknown modalities {unknown}; choose from {MODALITIES}")
+    for m in needs:
+        if m not in modalities:
+            raise ValueError(f"{owner} needs {m!r} among its modalities; got {modalities}")
+    for m in modalities:
+        if m in available and available[m] is None:
+            raise ValueError(f"{owner}: modality {m!r} selected but {m}_dim is None")
+    return [m for m in MODALITIES if m in set(modalities)]
+
+
+def build_shapes(info, config, audio_dim=None, vision_dim=None):
+    """`build()` shapes from a dataset's info and a run config's `max_lengths`."""
+    lengths = dict(info.lengths)
+    lengths.update(config.max_lengths or {})
+    return {
+        "token_ids": (None, lengths.get("text")),
+        "audio": (None, lengths.get("audio"), audio_dim),
+        "vision": (None, lengths.get("vision"), vision_dim),
+    }
