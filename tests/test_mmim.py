@@ -5,12 +5,11 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from harness import SHAPES, T_AUDIO, T_VISION, spec_batch, tiny_mmim  # noqa: F401
 
 from keras_mmsa import backbones
 from keras_mmsa.data import pipeline, staging
 from keras_mmsa.models import MMIM, BertLSTMMLP
-
-from harness import SHAPES, T_AUDIO, T_VISION, spec_batch, tiny_mmim  # noqa: F401
 
 
 @pytest.fixture(scope="module")
