@@ -58,20 +58,36 @@ def test_readme_python_example_runs():
 
 
 def test_every_readme_script_command_names_a_real_script_and_flags():
-    """Every `python scripts/X.py ...` in the README (blocks and inline) names a script whose --help lists
-    each flag used."""
-    commands = re.findall(r"python3? (scripts/\w+\.py)([^`\n]*)", README)
+    """Every `python scripts/X.py ...` and `python benchmarks/X.py ...` in the README, the benchmarks' README and
+    their results' READMEs (blocks and inline, continued lines joined) names a script that runs as written from
+    the repository root and whose --help lists each flag used."""
+    docs = [README] + [
+        path.read_text()
+        for path in [
+            REPO / "benchmarks" / "README.md",
+            *(REPO / "benchmarks").glob("results/*/README.md"),
+        ]
+    ]
     scripts = {}
-    for script, rest in commands:
-        scripts.setdefault(script, set()).update(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest))
-    assert {"scripts/train.py", "scripts/benchmark_real_mosi.py"} <= set(scripts)
+    for text in docs:
+        text = text.replace("\\\n", " ")
+        for script, rest in re.findall(r"python3? ((?:scripts|benchmarks)/\w+\.py)([^`\n]*)", text):
+            flags = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest.split("#")[0])
+            scripts.setdefault(script, set()).update(flags)
+    assert {
+        "scripts/train.py",
+        "benchmarks/estimators.py",
+        "benchmarks/training_throughput.py",
+        "benchmarks/real_mosi.py",
+    } <= set(scripts)
     for script, flags in scripts.items():
         assert (REPO / script).exists(), script
         out = subprocess.run(
-            [sys.executable, str(REPO / script), "--help"],
+            [sys.executable, script, "--help"],
             capture_output=True,
             text=True,
             timeout=120,
+            cwd=REPO,
         )
         assert out.returncode == 0, (script, out.stderr[-500:])
         for flag in flags:
