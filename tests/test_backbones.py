@@ -194,6 +194,7 @@ def _reference_wordpiece(text, vocab):
     return ids
 
 
+@pytest.mark.minilm
 def test_minilm_hf_directory():
     path = _minilm_dir()
     start = time.monotonic()
@@ -213,6 +214,7 @@ def test_minilm_hf_directory():
     assert out["sequence_output"].shape == (1, len(ids) + 2, 384)
 
 
+@pytest.mark.minilm
 def test_minilm_converted_to_keras_preset(tmp_path):
     path = _minilm_dir()
     backbone, tokenizer = backbones.load_text_backbone(path)

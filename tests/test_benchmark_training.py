@@ -1,11 +1,11 @@
-"""The training-throughput benchmark's code path on tiny shapes (the real run: scripts/benchmark_training.py)."""
+"""The training-throughput benchmark's code path on tiny shapes (the real run: benchmarks/training_throughput.py)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from keras_mmsa.training import benchmark as bm
+from benchmarks import training_throughput as bm
 
 TINY_SHAPES = bm.Shapes(text_len=8, audio_len=12, audio_dim=5, vision_len=16, vision_dim=20)
 

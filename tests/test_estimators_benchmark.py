@@ -1,4 +1,4 @@
-"""Short training runs on small correlated Gaussians (the benchmark library on a tiny config), and its CLI.
+"""Short training runs on small correlated Gaussians (`benchmarks/estimators.py` on a tiny config), and its CLI.
 
 Tolerances. Every reported value is the mean over the last `WINDOW` steps of a level, each step on a fresh
 batch, so its sampling error is about std/√WINDOW (≈ 0.02 nats here). Lower bounds hold in expectation for
@@ -15,14 +15,18 @@ import os
 
 import numpy as np
 import pytest
+import scipy.integrate
+import scipy.stats
 
-from keras_mmsa.estimators.benchmark import (
+from benchmarks.estimators import (
     ALL_ESTIMATORS,
     LOWER_BOUNDS,
     SUMMARY_COLUMNS,
     UPPER_BOUNDS,
     BenchmarkConfig,
     club_gaussian_limit,
+    main,
+    marginal_entropy,
     run_benchmark,
 )
 
@@ -103,6 +107,21 @@ def test_lower_bounds_below_and_club_above_the_truth(run):
         assert est[0, -WINDOW:, names.index(name)].mean() > 0.6 * LEVELS[0], name
 
 
+def test_cubic_marginal_entropy_by_change_of_variables():
+    # H(y³) = H(y) + E log|3 y²| for y ~ N(0, 1), integrated numerically
+    # 2 ∫_0^∞ (symmetric integrand; log singularity at 0 is integrable)
+    e_log = (
+        2
+        * scipy.integrate.quad(lambda t: np.log(3 * t * t) * scipy.stats.norm.pdf(t), 0, np.inf)[0]
+    )
+    assert marginal_entropy(dim=3, variant="cubic") == pytest.approx(
+        3 * (scipy.stats.norm.entropy() + e_log), rel=1e-6
+    )
+    assert marginal_entropy(dim=3, variant="gaussian") == pytest.approx(
+        3 * scipy.stats.norm.entropy()
+    )
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="Unknown estimators"):
         BenchmarkConfig(estimators=("MINE", "TUBA"))
@@ -113,13 +132,7 @@ def test_config_validation():
 @pytest.mark.large
 def test_cli_quick(tmp_path):
     """The documented quick mode end to end (both variants, all estimators): ~2–4 min on 2 cores."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "benchmark_estimators.py")
-    spec = importlib.util.spec_from_file_location("benchmark_estimators", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(ALL_ESTIMATORS) * 5 * 2

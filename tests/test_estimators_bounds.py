@@ -5,14 +5,12 @@ import math
 import keras
 import numpy as np
 import pytest
-import scipy.integrate
 import scipy.special
 import scipy.stats
 import tensorflow as tf
 from keras import ops
 
 from keras_mmsa import estimators as E
-from keras_mmsa.estimators.benchmark import marginal_entropy
 
 RNG = np.random.default_rng(0)
 
@@ -299,21 +297,6 @@ def test_correlated_gaussian_closed_forms():
     joint = scipy.stats.multivariate_normal(cov=[[1, rho], [rho, 1]]).entropy()
     assert E.correlated_gaussian_mi(rho=rho, dim=1) == pytest.approx(
         2 * scipy.stats.norm.entropy() - joint
-    )
-
-
-def test_cubic_marginal_entropy_by_change_of_variables():
-    # H(y³) = H(y) + E log|3 y²| for y ~ N(0, 1), integrated numerically
-    # 2 ∫_0^∞ (symmetric integrand; log singularity at 0 is integrable)
-    e_log = (
-        2
-        * scipy.integrate.quad(lambda t: np.log(3 * t * t) * scipy.stats.norm.pdf(t), 0, np.inf)[0]
-    )
-    assert marginal_entropy(dim=3, variant="cubic") == pytest.approx(
-        3 * (scipy.stats.norm.entropy() + e_log), rel=1e-6
-    )
-    assert marginal_entropy(dim=3, variant="gaussian") == pytest.approx(
-        3 * scipy.stats.norm.entropy()
     )
 
 

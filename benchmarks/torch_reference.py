@@ -1,12 +1,15 @@
-"""Times the PyTorch MMIM reference (PyPI `mmsa` 2.2.1) on the batches of `keras_mmsa.training.benchmark`.
+"""Times the PyTorch MMIM reference (PyPI `mmsa` 2.2.1) on the batches of `benchmarks/training_throughput.py`.
 
-Runs in its OWN Python environment, never in keras_mmsa's (nothing here imports TensorFlow or keras_mmsa); the
-benchmark starts it with `--torch-python`. That environment needs torch and mmsa's MMIM imports:
+Runs in its OWN Python environment, never in keras_mmsa's: it imports nothing from keras_mmsa, TensorFlow or
+the rest of `benchmarks/`, so it can be copied alone. `training_throughput.py --torch-python PATH/TO/PYTHON`
+starts it with that interpreter. That environment needs torch and mmsa's MMIM imports:
 
-    python -m venv /work/torchvenv
-    /work/torchvenv/bin/pip install torch==2.13.0          # the CPU build (plain `torch` may pull CUDA)
-    /work/torchvenv/bin/pip install --no-deps mmsa==2.2.1
-    /work/torchvenv/bin/pip install easydict numpy nvidia-ml-py3 pandas scikit-learn tqdm transformers
+    python -m venv PATH/TO/torch-venv
+    PATH/TO/torch-venv/bin/pip install torch==2.13.0         # the CPU build (plain `torch` may pull CUDA)
+    PATH/TO/torch-venv/bin/pip install --no-deps mmsa==2.2.1
+    PATH/TO/torch-venv/bin/pip install easydict numpy nvidia-ml-py3 pandas scikit-learn tqdm transformers
+
+and then `python benchmarks/training_throughput.py --torch-python PATH/TO/torch-venv/bin/python`.
 
 What is timed: mmsa's own trainer methods, `train_mmilb` (stage 1: full forward, backward of -lld through
 every weight, step of the q optimizer) then `train_others` (stage 2: forward, backward, step of the main
@@ -36,7 +39,7 @@ BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, inter
 
 
 def summary_stats(values):
-    """Median, min, max and inter-quartile range of timings (shared with `benchmark.py`)."""
+    """Median, min, max and inter-quartile range of timings (shared with `training_throughput.py`)."""
     import numpy as np
 
     v = np.asarray(values, dtype="float64")
@@ -50,9 +53,9 @@ def summary_stats(values):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="torch_reference.py", description=__doc__.splitlines()[0])
     p.add_argument("--backbone", choices=("base", "tiny"), required=True)
-    p.add_argument("--batches", required=True, help=".npz written by keras_mmsa's benchmark")
+    p.add_argument("--batches", required=True, help=".npz written by training_throughput.py")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

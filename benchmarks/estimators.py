@@ -1,5 +1,11 @@
 """The correlated-Gaussian MI-estimator benchmark (Poole et al., 2019; Cheng et al., 2020; DESIGN §2).
 
+    python benchmarks/estimators.py                          # full protocol: 5 levels x 4000 steps, both variants
+    python benchmarks/estimators.py --quick --out OUT_DIR    # 300 steps per level, minutes
+
+Writes summary.csv (estimator,variant,true_mi,mean,var,bias,mse,nan_count), estimators_<variant>.png,
+trajectories_<variant>.npz, run.json and run.log into --out (default benchmarks/results/estimators).
+
 x ~ N(0, I_d), y = ρx + √(1−ρ²)ε, so I(x; y) = −(d/2) log(1−ρ²). ρ steps through the levels
 I = 2, 4, 6, 8, 10 nats; every estimator is trained continuously through all levels on a fresh batch each step
 (Adam); the "cubic" variant replaces y by y³ elementwise (same MI, non-Gaussian conditional). Statistics are
@@ -12,27 +18,34 @@ lr 5e-3, concatenation critics [x, y] → 15 → 1 (ReLU), CLUB/BA nets x → 7 
 with their lr 5e-4).
 
 The training loop here is TensorFlow (`tf.GradientTape`, one XLA-compiled step for all estimators): like the
-training engine, it is the backend-specific part; the estimators themselves are `keras.ops` only.
+training engine, it is the backend-specific part; the estimators (`keras_mmsa.estimators`, public API only) are
+`keras.ops` only.
 """
 
+import argparse
 import csv
 import dataclasses
 import json
 import math
 import os
+import pathlib
 import platform
+import sys
 import time
 
-import keras
-import numpy as np
-from keras import ops
+# Run as `python benchmarks/estimators.py`: `benchmarks` imports from the repository root.
+if not __package__:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from keras_mmsa.estimators import bounds, gaussian
-from keras_mmsa.estimators.club import CLUB
-from keras_mmsa.estimators.cpc_predictor import CPCPredictor
-from keras_mmsa.estimators.gaussian_conditional import GaussianConditional
-from keras_mmsa.estimators.separable_critic import SeparableCritic
-from keras_mmsa.estimators.statistic_network import StatisticNetwork
+from benchmarks import common  # noqa: E402
+
+common.set_environment()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_mmsa import estimators as E  # noqa: E402
 
 ALL_ESTIMATORS = ("InfoNCE", "NWJ", "DV", "MINE", "JS", "CPC", "BA", "CLUB", "CLUB-sample")
 LOWER_BOUNDS = ("InfoNCE", "NWJ", "DV", "MINE", "JS", "CPC", "BA")
@@ -120,11 +133,11 @@ class _Estimator:
         self.log_ma = None
         if name in ("InfoNCE", "NWJ", "DV", "MINE", "JS"):
             if config.critic == "separable":
-                self.critic = SeparableCritic(
+                self.critic = E.SeparableCritic(
                     embed_dim=32, hidden_dims=(256, 256), name=f"{name}_critic"
                 )
             else:
-                self.critic = StatisticNetwork(
+                self.critic = E.StatisticNetwork(
                     input_dim=2 * d,
                     hidden_dims=[h],
                     dropout=0.0,
@@ -137,10 +150,10 @@ class _Estimator:
                 self.log_ma = keras.Variable(0.0, trainable=False, name="mine_log_ma")
                 self.ma_initialised = keras.Variable(0.0, trainable=False, name="mine_ma_init")
         elif name == "CPC":
-            self.cpc = CPCPredictor(x_dim=d, y_dim=d, name="cpc")
+            self.cpc = E.CPCPredictor(x_dim=d, y_dim=d, name="cpc")
             self.layers.append(self.cpc)
         elif name == "BA":
-            self.q = GaussianConditional(
+            self.q = E.GaussianConditional(
                 y_dim=d,
                 hidden_dim=config.q_hidden_dim,
                 logvar_bound=config.logvar_bound,
@@ -149,7 +162,7 @@ class _Estimator:
             self.layers.append(self.q)
             self.entropy = marginal_entropy(dim=d, variant=variant)
         elif name in ("CLUB", "CLUB-sample"):
-            self.club = CLUB(
+            self.club = E.CLUB(
                 y_dim=d,
                 hidden_dim=config.q_hidden_dim,
                 sample=name == "CLUB-sample",
@@ -175,28 +188,28 @@ class _Estimator:
         if name in ("InfoNCE", "NWJ", "DV", "MINE", "JS"):
             scores = self.critic.score_matrix(x, y)
             if name == "InfoNCE":
-                value = bounds.infonce_lower_bound(scores=scores)
+                value = E.infonce_lower_bound(scores=scores)
                 return -value, value
             if name == "NWJ":
-                value = bounds.nwj_lower_bound(scores=scores)
+                value = E.nwj_lower_bound(scores=scores)
                 return -value, value
             if name == "DV":
-                value = bounds.donsker_varadhan_lower_bound(scores=scores)
+                value = E.donsker_varadhan_lower_bound(scores=scores)
                 return -value, value
             if name == "JS":
-                value = bounds.js_lower_bound(scores=scores)
+                value = E.js_lower_bound(scores=scores)
                 return -value, value
             # MINE: DV value, bias-corrected gradient with a moving average of E_q[e^T].
-            _, _, marg, mmask = bounds.split_score_matrix(scores=scores)
-            batch_lme = ops.stop_gradient(bounds.log_mean_exp(marg, mask=mmask))
+            _, _, marg, mmask = E.split_score_matrix(scores=scores)
+            batch_lme = ops.stop_gradient(E.log_mean_exp(marg, mask=mmask))
             log_ma = ops.where(self.ma_initialised > 0, self.log_ma, batch_lme)
-            new_ma = bounds.update_log_moving_average(
+            new_ma = E.update_log_moving_average(
                 log_moving_average=log_ma,
                 marginal_scores=marg,
                 mask=mmask,
                 decay=self.config.mine_decay,
             )
-            value = bounds.donsker_varadhan_lower_bound(scores=scores, log_moving_average=new_ma)
+            value = E.donsker_varadhan_lower_bound(scores=scores, log_moving_average=new_ma)
             self.log_ma.assign(new_ma)
             self.ma_initialised.assign(1.0)
             return -value, value
@@ -205,7 +218,7 @@ class _Estimator:
             return loss, math.log(self.config.batch_size) - loss
         if name == "BA":
             ll = self.q.log_likelihood(x, y)
-            value = bounds.barber_agakov_lower_bound(log_likelihood=ll, entropy=self.entropy)
+            value = E.barber_agakov_lower_bound(log_likelihood=ll, entropy=self.entropy)
             return -ops.mean(ll), value
         # CLUB / CLUB-sample: q is fitted by likelihood; the bound is reported (no encoder to train here).
         return self.club.learning_loss(x, y), ops.stop_gradient(self.club(x, y))
@@ -390,7 +403,7 @@ def run_variant(config, variant, log=print):
     traj = np.zeros((len(config.levels), config.steps_per_level, len(names)), dtype=np.float32)
     start = time.perf_counter()
     for k, mi in enumerate(config.levels):
-        rho = np.float32(gaussian.mi_to_rho(mi=mi, dim=config.dim))
+        rho = np.float32(E.mi_to_rho(mi=mi, dim=config.dim))
         for c in range(calls):
             out = step(rho)
             traj[k, c * config.steps_per_call : (c + 1) * config.steps_per_call] = np.asarray(out)
@@ -468,3 +481,62 @@ def run_benchmark(config, out_dir, log=print):
     log(f"done in {info['wall_seconds']}s")
     log_file.close()
     return all_rows
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="estimators.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--steps-per-level", type=int, default=4000)
+    p.add_argument(
+        "--quick", action="store_true", help="300 steps per level; statistics over the last eighth"
+    )
+    p.add_argument("--out", default="benchmarks/results/estimators")
+    p.add_argument("--estimators", nargs="+", default=list(ALL_ESTIMATORS), choices=ALL_ESTIMATORS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--critic", default="concat", choices=("concat", "separable"))
+    p.add_argument("--learning-rate", type=float, default=5e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--hidden-dim", type=int, default=15, help="critic hidden width (CLUB notebook: 15)"
+    )
+    p.add_argument(
+        "--q-hidden-dim", type=int, default=None, help="BA/CLUB q hidden width (default hidden/2)"
+    )
+    p.add_argument(
+        "--logvar-bound", type=float, default=1.0, help="q's |log var| bound (1 = CLUB's Tanh)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    steps = 300 if args.quick else args.steps_per_level
+    window = steps // 8 if args.quick else min(500, steps)
+    config = BenchmarkConfig(
+        steps_per_level=steps,
+        window=window,
+        estimators=tuple(args.estimators),
+        variants=tuple(args.variants),
+        critic=args.critic,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        hidden_dim=args.hidden_dim,
+        q_hidden_dim=args.q_hidden_dim,
+        logvar_bound=args.logvar_bound,
+        seed=args.seed,
+        steps_per_call=next(n for n in (100, 50, 20, 10, 5, 2, 1) if steps % n == 0),
+    )
+    start = time.perf_counter()
+    rows = run_benchmark(config, args.out, log=lambda msg: print(msg, flush=True))
+    print(
+        f"wrote {len(rows)} rows to {os.path.join(args.out, 'summary.csv')} in {time.perf_counter() - start:.0f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

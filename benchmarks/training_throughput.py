@@ -1,4 +1,11 @@
-"""MMIM training-throughput benchmark (issue 6; DESIGN §7 "Speed").
+"""MMIM training throughput and peak memory, against the PyTorch reference (issue 6; DESIGN §7 "Speed").
+
+    python benchmarks/training_throughput.py --torch-python PATH/TO/torch-venv/bin/python  # the full run (~1 h)
+    python benchmarks/training_throughput.py --quick --out OUT_DIR                          # tiny backbone, minutes
+
+Writes throughput.json and throughput.md into --out (default benchmarks/results/training). The PyTorch reference
+needs a separate environment with torch and mmsa 2.2.1 (see `torch_reference.py` beside this file for the
+commands); without --torch-python the ratios to it are left out.
 
 One *full iteration* is what the reference code does per batch of Algorithm 1, stage 1 + stage 2:
 
@@ -14,8 +21,7 @@ iterations (wall clock and process CPU time). Batches are synthetic but shaped l
 (`synthetic_batches`): 50 tokens, audio 375 x 5, vision 500 x 20, lengths drawn from the real MOSI clip-duration
 distribution, so most sequences are far shorter than the padded length (as in the real data).
 
-The PyTorch reference is THUIAR's `mmsa` 2.2.1 MMIM port, timed by `benchmark_torch_reference.py` (beside this
-file) in a separate Python environment on the same batches; `run_benchmark` reports every throughput as a
+The PyTorch reference is THUIAR's `mmsa` 2.2.1 MMIM port, timed by `torch_reference.py` (beside this file) in a separate Python environment on the same batches; `run_benchmark` reports every throughput as a
 ratio to it (same backbone and batch size) and to the previous encoder implementation (the Keras LSTM,
 `SequenceEncoder.reference_call`, `encoder="keras"`). Machines shared with other work are noisy: compare ratios
 within one run, and read the recorded load averages.
@@ -23,6 +29,7 @@ within one run, and read the recorded load averages.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -35,9 +42,14 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# Run as `python benchmarks/training_throughput.py`: `benchmarks` imports from the repository root.
+if not __package__:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from keras_mmsa.training.benchmark_torch_reference import summary_stats
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks.torch_reference import summary_stats  # noqa: E402
 
 # BERT-base (bert-base-uncased's architecture), built from this config with random weights: no download.
 BASE_BERT = dict(
@@ -59,7 +71,7 @@ DROPOUT_RNGS = ("default", "threefry")
 # so a clip of d seconds fills a fraction min(1, d / 16.7) of each padded modality.
 MOSI_LOG_DURATION = (1.216, 0.668)
 MOSI_PADDED_SECONDS = 500 / 30
-TORCH_SCRIPT = pathlib.Path(__file__).with_name("benchmark_torch_reference.py")
+TORCH_SCRIPT = pathlib.Path(__file__).resolve().with_name("torch_reference.py")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +97,7 @@ class Case:
         encoder: "packed" (`SequenceEncoder.call`) or "keras" (`SequenceEncoder.reference_call`, the masked
             Keras LSTM the encoder used before).
         dropout_rng: "default" (Keras' dropout generator: compiled with `xla_threefry_dropout=False`) or
-            "threefry" (the engine's default under XLA, `multi_stage_model.install_xla_dropout`).
+            "threefry" (the engine's default under XLA: `compile(xla_threefry_dropout=True)`).
     """
 
     backbone: str = "tiny"
@@ -188,7 +200,7 @@ def build_model(case, settings):
     import keras_hub
 
     from keras_mmsa import backbones
-    from keras_mmsa.models.mmim import MMIM
+    from keras_mmsa.models import MMIM
 
     keras.utils.set_random_seed(settings.seed)
     if case.backbone == "base":
@@ -303,8 +315,8 @@ def measure_case(case, settings=Settings(), log=None):
 
 
 def _worker(argv=None):
-    """Entry point of a case's subprocess: `python -m keras_mmsa.training.benchmark CASE SETTINGS OUT`."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of a case's subprocess: `python benchmarks/training_throughput.py --worker CASE SETTINGS OUT`."""
+    argv = sys.argv[2:] if argv is None else argv
     case = Case(**json.loads(argv[0]))
     settings = Settings.from_dict(json.loads(argv[1]))
     result = measure_case(case, settings)
@@ -328,8 +340,8 @@ def run_case_isolated(case, settings=Settings(), python=None, timeout=None):
         out = os.path.join(tmp, "result.json")
         cmd = [
             python or sys.executable,
-            "-m",
-            "keras_mmsa.training.benchmark",
+            str(pathlib.Path(__file__).resolve()),
+            "--worker",
             json.dumps(dataclasses.asdict(case)),
             json.dumps(settings.to_dict()),
             out,
@@ -342,7 +354,7 @@ def run_torch_reference(
 ):
     """Times the PyTorch reference (PyPI `mmsa` 2.2.1's MMIM) with `torch_python` on the same batches.
 
-    Runs `benchmark_torch_reference.py` (beside this module) in that interpreter's environment, which must
+    Runs `torch_reference.py` (beside this module) in that interpreter's environment, which must
     have torch and mmsa (see the script's docstring); returns its result dict.
     """
     with tempfile.TemporaryDirectory() as tmp:
@@ -621,5 +633,83 @@ def run_benchmark(
     return report
 
 
+def parser():
+    p = argparse.ArgumentParser(
+        prog="training_throughput.py",
+        description=__doc__.split("\nOne *full iteration*")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default="benchmarks/results/training")
+    p.add_argument("--quick", action="store_true", help="tiny backbone, B=32, XLA only, 3 repeats")
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 64])
+    p.add_argument("--repeats", type=int, default=None, help="timed iterations (default 5; base 3)")
+    p.add_argument("--warmup", type=int, default=None, help="default 1; base 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--torch-python", default=None, help="a Python with torch and mmsa 2.2.1 (the reference)"
+    )
+    p.add_argument(
+        "--torch-threads",
+        nargs="+",
+        type=int,
+        default=[0, 1],
+        help="torch thread counts to time (0 = torch's default); the fastest is the reference",
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        default=None,
+        metavar="BACKBONE,BATCH,XLA,ALTERNATION[,ENCODER[,DROPOUT_RNG]]",
+        help="run only these cases, e.g. tiny,32,1,epoch,keras (repeatable)",
+    )
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    common.set_environment()
+    if args.case:
+        cases = []
+        for spec in args.case:
+            parts = spec.split(",")
+            cases.append(
+                Case(parts[0], int(parts[1]), parts[2] in ("1", "true", "xla"), *parts[3:])
+            )
+    else:
+        cases = default_cases(
+            quick=args.quick, backbones=args.backbones, batch_sizes=tuple(args.batch_sizes)
+        )
+
+    def settings_for(backbone):
+        # BERT-base iterations take seconds: 3 timed iterations, no extra warm-up (the first, compiling
+        # iteration already warms up)
+        repeats = args.repeats or (3 if args.quick or backbone == "base" else 5)
+        warmup = args.warmup if args.warmup is not None else (0 if backbone == "base" else 1)
+        return Settings(warmup=warmup, repeats=repeats, seed=args.seed)
+
+    torch_backbones = sorted({c.backbone for c in cases}, key=list(BACKBONES).index)
+    start = time.perf_counter()
+    report = run_benchmark(
+        cases,
+        settings_for("tiny"),
+        out_dir=args.out,
+        torch_python=args.torch_python,
+        torch_backbones=torch_backbones,
+        torch_threads=tuple(args.torch_threads),
+        settings_for=settings_for,
+        log=lambda msg: print(msg, flush=True),
+    )
+    print(
+        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, 'throughput.json')}"
+        f" in {time.perf_counter() - start:.0f}s"
+    )
+    return 0
+
+
 if __name__ == "__main__":
-    _worker()
+    if sys.argv[1:2] == ["--worker"]:
+        common.set_environment()
+        _worker()
+    else:
+        sys.exit(main())

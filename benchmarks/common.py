@@ -1,0 +1,47 @@
+"""What the benchmark scripts share: the import path when run as `python benchmarks/<name>.py`, the
+environment set before TensorFlow loads, and one-line errors.
+
+Nothing here imports keras_mmsa or TensorFlow (`torch_reference.py`, which runs in a PyTorch environment,
+does not use this module at all).
+"""
+
+import functools
+import os
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Errors that come from what the user passed (missing files, bad flags, an unreadable backbone): exit 2.
+USER_ERRORS = (ValueError, KeyError, OSError)
+USER_ERROR_NAMES = ("AssertionError", "DatasetNotFoundError", "NonMatchingChecksumError")
+
+
+def set_environment():
+    """The TensorFlow backend and quiet TensorFlow C++ logs, unless the caller's environment says otherwise."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def one_line_errors(main):
+    """Wraps `main(argv) -> int` so that an exception prints one `error: ...` line and returns 2 (bad input)
+    or 1 (anything else); `--debug` in argv re-raises it instead."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        try:
+            return main(argv) or 0
+        except KeyboardInterrupt:
+            print("interrupted: re-running the same command resumes where it can", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+            if "--debug" in argv:
+                raise
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            text = " ".join(text.split()) or type(exc).__name__
+            user = isinstance(exc, USER_ERRORS) or type(exc).__name__ in USER_ERROR_NAMES
+            kind = "" if user else f"{type(exc).__name__}: "
+            print(f"error: {kind}{text} (run with --debug for the traceback)", file=sys.stderr)
+            return 2 if user else 1
+
+    return wrapper
