@@ -224,7 +224,7 @@ def build_model(case, settings):
         }
     )
     if case.encoder == "keras":
-        for enc in model.encoders.values():
+        for enc in model.backbone.encoders.values():
             enc.call = enc.reference_call
     model.compile(
         **MMIM.default_optimizers("mosi"),

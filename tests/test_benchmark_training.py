@@ -123,7 +123,7 @@ def test_threefry_dropout_only_changes_xla_functions():
     import tensorflow as tf
     from keras.src.backend.tensorflow import random as tf_random
 
-    from keras_mmsa.models.multi_stage_model import install_xla_dropout
+    from keras_mmsa.engine.xla_dropout import install_xla_dropout
 
     original = tf_random.dropout
     try:

@@ -85,7 +85,7 @@ def _check_audio_statistics(root, mosi_dir):
     from keras_mmsa.training import load_run
 
     _, model, _ = load_run(root / "runs" / "text_audio_seed7")
-    layer = model.standardizers["audio"]
+    layer = model.backbone.standardizers["audio"]
     frames = {}
     for split in ("train", "test"):
         batches = data.load(
