@@ -67,6 +67,23 @@ def test_readme_python_example_runs():
     exec(compile(code, "README.md", "exec"), {})
 
 
+def test_readme_python_example_runs_on_a_cut_down_sample():
+    """The README's example as written, on 2 short batches and 1 epoch (the default suite's budget): the same
+    calls, in the same order, so a broken API or schedule fails here, not only under -m large."""
+    code = _blocks("python")[0]
+    short = 'max_lengths={"audio": 16, "vision": 16}'
+    cut = code.replace("text_backbone=tokenizer)", f"text_backbone=tokenizer, {short}).take(2)")
+    cut = cut.replace("shuffle=False)", f"shuffle=False, {short}).take(2)")
+    cut = cut.replace("epochs=2", "epochs=1")
+    assert cut.count(".take(2)") == 2 and "epochs=1" in cut, "the README example changed shape"
+    scope = {}
+    exec(compile(cut, "README.md", "exec"), scope)
+    model = scope["model"]
+    # fit on the plain dataset ran Algorithm 1: q's optimizer on the lld pass, main on the main pass
+    assert int(model.stage_optimizers["q"].iterations) == 2
+    assert int(model.stage_optimizers["main"].iterations) == 2
+
+
 def test_every_readme_script_command_names_a_real_script_and_flags():
     """Every `python scripts/X.py ...` and `python benchmarks/X.py ...` in the README, the benchmarks' README and
     their results' READMEs (blocks and inline, continued lines joined) names a script that runs as written from

@@ -162,3 +162,14 @@ def scheduled_dataset(x, fractions, *, owner="model", steps_per_epoch=None, has_
         one = x.take(max(1, math.ceil(f * n))).map(tagger(k))
         out = one if out is None else out.concatenate(one)
     return out
+
+
+def input_shapes(x):
+    """`{key: shape}` of the inputs dict of a `tf.data.Dataset`'s elements (None for anything else)."""
+    if not isinstance(x, tf.data.Dataset):
+        return None
+    spec = x.element_spec
+    first = spec[0] if isinstance(spec, tuple) else spec
+    if not isinstance(first, dict):
+        return None
+    return {k: tuple(v.shape) for k, v in first.items()}

@@ -229,9 +229,18 @@ class MultiStageModel(StageTrainer, keras.Model):
         with a message that says how to get the schedule. Streams that carry stage ids
         (`keras_mmsa.data.epoch_stream`) and methods without a per-epoch schedule are passed to Keras as is.
         """
+        from keras_mmsa.data import staging
+
+        if not self.built:
+            # Methods build every variable (and their optimizers' slots) from the padded input shapes; Keras'
+            # own symbolic build cannot do that for a dict of int/bool/float inputs.
+            shapes = staging.input_shapes(x)
+            if shapes is not None:
+                self.build(shapes)
+                if getattr(self, "stage_optimizers", None):
+                    self.build_optimizers()
         schedule = self.stage_schedule()
         if schedule is not None:
-            from keras_mmsa.data import staging
 
             x = staging.scheduled_dataset(
                 x,
