@@ -14,10 +14,10 @@ import keras_hub
 import numpy as np
 import pytest
 import tomllib
+from keras_mmsa_datasets.msa.sample import SAMPLE_VOCABULARY
 
 from keras_mmsa import backbones
 from keras_mmsa.backbones import hub
-from keras_mmsa.data.sample import SAMPLE_VOCABULARY
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # SHA-256 of the tiny vocabulary ("\n".join of its tokens in id order): token ids of tiny models and saved tiny

@@ -1,8 +1,10 @@
 """The msa builder's readers on the dummy files: content, error paths, manual-dir handling, offline build."""
 
+import ast
 import copy
 import csv
 import json
+import pathlib
 import pickle
 from unittest import mock
 
@@ -511,3 +513,28 @@ def test_duplicate_clip_ids_are_an_error(tmp_path):
     builder = mdb.Builder(config="mosi_label_csv", data_dir=str(tmp_path))
     with pytest.raises(MsaDataError, match="duplicate clip id 'v_1'"):
         list(builder._generate_examples([("v_1", {}), ("v_1", {})]))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dependency direction: keras_mmsa.data imports the builder, never the reverse
+
+
+def test_no_module_under_datasets_imports_keras_mmsa():
+    # datasets/, installed as keras_mmsa_datasets.
+    root = pathlib.Path(mdb.__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(root)}: {n}"
+                for n in names
+                if n == "keras_mmsa" or n.startswith("keras_mmsa.")
+            ]
+    assert not offenders, offenders
+    assert (root / "msa" / "sample.py").exists()  # the sample generator lives with the builder

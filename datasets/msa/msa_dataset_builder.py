@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from keras_mmsa_datasets.msa import readers
+from keras_mmsa_datasets.msa import readers, sample
 from tensorflow_datasets.core.utils import gcs_utils
 
 # keras_mmsa never talks to the network: no GCS look-up of pre-built datasets or dataset infos (TFDS 4.9.10's
@@ -290,7 +290,7 @@ BUILDER_CONFIGS = [
         name="sample",
         description=(
             "Synthetic MOSI-unaligned-shaped set with a planted text/audio/vision signal "
-            "(keras_mmsa.data.sample); needs no files."
+            "(keras_mmsa_datasets.msa.sample); needs no files."
         ),
         source="sample",
         family="mosi",
@@ -497,8 +497,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(examples) for split, examples in splits.items()}
 
     def _sample_examples(self, split: str, num_examples: int):
-        from keras_mmsa.data import sample  # noqa: PLC0415 - keep keras_mmsa.data out of import time
-
         for record in sample.generate_split(
             split, num_examples=num_examples, seed=self.builder_config.seed
         ):
