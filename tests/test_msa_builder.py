@@ -6,6 +6,8 @@ import csv
 import json
 import pathlib
 import pickle
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -16,6 +18,7 @@ from keras_mmsa_datasets.msa import make_dummy_data as dummy
 from keras_mmsa_datasets.msa import msa_dataset_builder as mdb
 from keras_mmsa_datasets.msa import readers
 from keras_mmsa_datasets.msa.readers import MsaDataError
+from tensorflow_datasets.core.utils import gcs_utils
 
 DUMMY = dummy.DUMMY_DIR
 
@@ -538,3 +541,38 @@ def test_no_module_under_datasets_imports_keras_mmsa():
             ]
     assert not offenders, offenders
     assert (root / "msa" / "sample.py").exists()  # the sample generator lives with the builder
+
+
+# --------------------------------------------------------------------------------------------------------
+# TFDS global state: no private flag is set at import time
+
+
+def test_importing_data_and_builder_leaves_the_tfds_gcs_flag_alone():
+    # Set the flag to the value TFDS does not default to, then import everything that touches the builder.
+    code = (
+        "from tensorflow_datasets.core.utils import gcs_utils\n"
+        "gcs_utils._is_gcs_disabled = False\n"
+        "import keras_mmsa.data, keras_mmsa.data.sample, keras_mmsa_datasets.msa\n"
+        "from keras_mmsa_datasets.msa import msa_dataset_builder\n"
+        "keras_mmsa.data.pipeline._builder_module()\n"
+        "print('flag', gcs_utils._is_gcs_disabled)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split()[-2:] == ["flag", "False"], out.stdout
+
+
+def test_making_a_builder_never_looks_gcs_up_and_restores_the_flag(monkeypatch, tmp_path):
+    calls = []
+
+    def exists(path):  # gcs_utils's only network call, reached when the switch is on
+        calls.append(str(path))
+        raise AssertionError(f"GCS look-up of {path}")
+
+    monkeypatch.setattr(gcs_utils, "exists", exists)
+    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", False)  # e.g. another library turned GCS on
+    builder = mdb.Builder(config="sample", data_dir=str(tmp_path))  # not prepared: TFDS asks GCS
+    assert not builder.is_prepared()
+    assert calls == []
+    assert gcs_utils._is_gcs_disabled is False  # the caller's value is given back
