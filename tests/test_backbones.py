@@ -1,6 +1,10 @@
 """Text backbone loading: the tiny offline BERT, preset round trips, the MiniLM folder, fast offline failure."""
 
+import fnmatch
+import hashlib
+import importlib.resources
 import os
+import pathlib
 import socket
 import time
 import unicodedata
@@ -9,9 +13,16 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tomllib
+from keras_mmsa_datasets.msa.sample import SAMPLE_VOCABULARY
 
 from keras_mmsa import backbones
-from keras_mmsa.data.sample import SAMPLE_VOCABULARY
+from keras_mmsa.backbones import hub
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# SHA-256 of the tiny vocabulary ("\n".join of its tokens in id order): token ids of tiny models and saved tiny
+# presets depend on it, so the file must not change.
+TINY_VOCAB_SHA256 = "bc143f9c59beb8b07d527051f31f5f4046deaa2b9aeea34bfa2d0dc9ea1a20ba"
 
 SENTENCE = (
     "I really enjoyed this movie, but the ending was unbelievably disappointing... Café tomorrow?"
@@ -44,6 +55,42 @@ def test_tiny_vocabulary_layout_and_coverage():
     [pieces] = _ids(tokenizer, ["Xylophones quizzically zigzag, 42 times!"])
     assert tokenizer.token_to_id("[UNK]") not in pieces
     assert len(pieces) > 6
+
+
+def test_tiny_vocabulary_is_the_shipped_data_file():
+    vocab = backbones.tiny_vocabulary()
+    assert len(vocab) == 698
+    assert hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest() == TINY_VOCAB_SHA256
+    # Read as package data (what an installed wheel or an editable install finds), one token per line.
+    resource = importlib.resources.files("keras_mmsa.backbones").joinpath("tiny_vocab.txt")
+    assert resource.read_text(encoding="utf-8").splitlines() == vocab
+    # Callers may mutate their copy.
+    assert backbones.tiny_vocabulary() is not backbones.tiny_vocabulary()
+    # pyproject ships it with the package.
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "keras_mmsa.backbones" in config["packages"]
+    package_data = config["package-data"]
+    globs = package_data.get("*", []) + package_data.get("keras_mmsa.backbones", [])
+    assert any(fnmatch.fnmatch("tiny_vocab.txt", g) for g in globs)
+
+
+def test_one_module_per_concern_and_public_names_reexported():
+    from keras_mmsa.backbones import loading, tiny, vocabulary
+
+    homes = {
+        loading: ("load_text_backbone", "load_text_tokenizer", "save_preset", "save_tiny_preset"),
+        tiny: ("tiny_text_backbone", "tiny_tokenizer"),
+        vocabulary: (
+            "tiny_vocabulary",
+            "vocabulary_fingerprint",
+            "is_bert_base_uncased_vocabulary",
+        ),
+        hub: ("probe_url", "PresetUnavailableError"),
+    }
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(backbones, name) is getattr(module, name), name
+    assert all(hasattr(backbones, name) for name in backbones.__all__)
 
 
 def test_tiny_backbone_is_deterministic_per_seed():
@@ -100,8 +147,8 @@ def _assert_offline_message(message):
 def test_offline_preset_name_fails_fast_via_probe(monkeypatch):
     # An endpoint that cannot resolve stands for "no network", whatever network the test machine has.
     monkeypatch.delenv("KMSA_OFFLINE", raising=False)
-    monkeypatch.setattr(backbones, "_is_cached", lambda handle: False)
-    monkeypatch.setattr(backbones, "_hub_endpoint", lambda handle: "https://kmsa-probe.invalid")
+    monkeypatch.setattr(hub, "_is_cached", lambda handle: False)
+    monkeypatch.setattr(hub, "_hub_endpoint", lambda handle: "https://kmsa-probe.invalid")
     start = time.monotonic()
     with pytest.raises(backbones.PresetUnavailableError) as info:
         backbones.load_text_backbone("bert_base_en_uncased", timeout=3)
@@ -113,7 +160,7 @@ def test_offline_preset_name_fails_fast_via_probe(monkeypatch):
 
 def test_offline_mode_fails_immediately(monkeypatch):
     monkeypatch.setenv("KMSA_OFFLINE", "1")
-    monkeypatch.setattr(backbones, "_is_cached", lambda handle: False)
+    monkeypatch.setattr(hub, "_is_cached", lambda handle: False)
     start = time.monotonic()
     with pytest.raises(backbones.PresetUnavailableError) as info:
         backbones.load_text_tokenizer("bert_base_en_uncased")
@@ -139,8 +186,8 @@ def test_probe_is_bounded_by_its_timeout():
 
 def test_download_errors_after_a_good_probe_get_the_same_message(monkeypatch):
     monkeypatch.delenv("KMSA_OFFLINE", raising=False)
-    monkeypatch.setattr(backbones, "_is_cached", lambda handle: False)
-    monkeypatch.setattr(backbones, "probe_url", lambda url, timeout: None)
+    monkeypatch.setattr(hub, "_is_cached", lambda handle: False)
+    monkeypatch.setattr(hub, "probe_url", lambda url, timeout: None)
 
     def refuse(*args, **kwargs):
         raise FileNotFoundError("`config.json` is not accessible in preset directory (403)")

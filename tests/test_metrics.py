@@ -10,6 +10,8 @@ Covered cases:
 - F1 argument order (truth, pred): a case where swapping them changes the weighted F1;
 - random MOSI/SIMS data against an independent sklearn/scipy reference; sample weights = repetition;
 - bad input: clear errors naming the argument; aggregation over seeds (mean ± std) and the formatters;
+- the package layout: one module per concern (numpy reference, streaming Keras metric, reporting tables), every
+  public name re-exported from `keras_mmsa.metrics`;
 - the Keras metric: streaming over uneven batches = numpy on the concatenation (both families, with
   weights), degenerate cases, reset, serialization, float32-stable Pearson, `jit_compile=True`,
   `model.compile(metrics=...)` + `evaluate`/`fit` logs (dict metric and one metric per key).
@@ -92,6 +94,29 @@ def assert_tables_close(actual, expected, rtol=1e-6, atol=1e-7):
         np.testing.assert_allclose(
             float(actual[k]), float(expected[k]), rtol=rtol, atol=atol, err_msg=k
         )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Package layout
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_one_module_per_concern_and_public_names_reexported():
+    from keras_mmsa.metrics import reference, reporting, streaming
+
+    homes = {
+        reference: ("msa_metrics", "metric_keys", "mosi_classes", "sims_classes", "weighted_f1"),
+        streaming: ("MSAMetrics", "MSAMetric", "msa_keras_metrics"),
+        reporting: ("aggregate_runs", "format_paper", "format_markdown"),
+    }
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(M, name) is getattr(module, name), name
+            assert getattr(module, name).__module__ == module.__name__, name
+    assert all(hasattr(M, name) for name in M.__all__)
+    # Saved models name the metric by its registered name, which the move kept.
+    assert keras.saving.get_registered_name(M.MSAMetrics) == "keras_mmsa>MSAMetrics"
+    assert keras.saving.get_registered_name(M.MSAMetric) == "keras_mmsa>MSAMetric"
 
 
 # --------------------------------------------------------------------------------------------------------

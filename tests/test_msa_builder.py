@@ -1,9 +1,13 @@
 """The msa builder's readers on the dummy files: content, error paths, manual-dir handling, offline build."""
 
+import ast
 import copy
 import csv
 import json
+import pathlib
 import pickle
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -14,6 +18,7 @@ from keras_mmsa_datasets.msa import make_dummy_data as dummy
 from keras_mmsa_datasets.msa import msa_dataset_builder as mdb
 from keras_mmsa_datasets.msa import readers
 from keras_mmsa_datasets.msa.readers import MsaDataError
+from tensorflow_datasets.core.utils import gcs_utils
 
 DUMMY = dummy.DUMMY_DIR
 
@@ -511,3 +516,63 @@ def test_duplicate_clip_ids_are_an_error(tmp_path):
     builder = mdb.Builder(config="mosi_label_csv", data_dir=str(tmp_path))
     with pytest.raises(MsaDataError, match="duplicate clip id 'v_1'"):
         list(builder._generate_examples([("v_1", {}), ("v_1", {})]))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dependency direction: keras_mmsa.data imports the builder, never the reverse
+
+
+def test_no_module_under_datasets_imports_keras_mmsa():
+    # datasets/, installed as keras_mmsa_datasets.
+    root = pathlib.Path(mdb.__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(root)}: {n}"
+                for n in names
+                if n == "keras_mmsa" or n.startswith("keras_mmsa.")
+            ]
+    assert not offenders, offenders
+    assert (root / "msa" / "sample.py").exists()  # the sample generator lives with the builder
+
+
+# --------------------------------------------------------------------------------------------------------
+# TFDS global state: no private flag is set at import time
+
+
+def test_importing_data_and_builder_leaves_the_tfds_gcs_flag_alone():
+    # Set the flag to the value TFDS does not default to, then import everything that touches the builder.
+    code = (
+        "from tensorflow_datasets.core.utils import gcs_utils\n"
+        "gcs_utils._is_gcs_disabled = False\n"
+        "import keras_mmsa.data, keras_mmsa.data.sample, keras_mmsa_datasets.msa\n"
+        "from keras_mmsa_datasets.msa import msa_dataset_builder\n"
+        "keras_mmsa.data.pipeline._builder_module()\n"
+        "print('flag', gcs_utils._is_gcs_disabled)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split()[-2:] == ["flag", "False"], out.stdout
+
+
+def test_making_a_builder_never_looks_gcs_up_and_restores_the_flag(monkeypatch, tmp_path):
+    calls = []
+
+    def exists(path):  # gcs_utils's only network call, reached when the switch is on
+        calls.append(str(path))
+        raise AssertionError(f"GCS look-up of {path}")
+
+    monkeypatch.setattr(gcs_utils, "exists", exists)
+    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", False)  # e.g. another library turned GCS on
+    builder = mdb.Builder(config="sample", data_dir=str(tmp_path))  # not prepared: TFDS asks GCS
+    assert not builder.is_prepared()
+    assert calls == []
+    assert gcs_utils._is_gcs_disabled is False  # the caller's value is given back

@@ -2,13 +2,20 @@
 
 import numpy as np
 import pytest
-
-from keras_mmsa.data import sample
+from keras_mmsa_datasets.msa import sample
 
 
 @pytest.fixture(scope="module")
 def splits():
     return {s: sample.generate_split(s) for s in sample.SPLITS}
+
+
+def test_old_name_keras_mmsa_data_sample_is_the_same_module():
+    import keras_mmsa.data.sample as old
+    from keras_mmsa.data import sample as attribute
+
+    assert old is attribute is sample
+    assert old.generate_split is sample.generate_split
 
 
 def test_deterministic_per_seed_and_split():

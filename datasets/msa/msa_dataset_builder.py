@@ -3,23 +3,22 @@
 One config per dataset x alignment x source (see `MsaConfig` and the dataset README). The configs carry what the
 input pipeline needs (`family` -> metric set, default padded lengths, feature dims, label range).
 
-Offline by construction: importing this module switches off TFDS's GCS look-ups, nothing is downloaded, and
-every config except `sample` reads files the user placed in the manual directory.
+Offline by construction: making a `Builder` never looks TFDS's GCS bucket up (TFDS's switch is held off while the
+builder is made, then restored; importing this module changes no TFDS state), `prepare` passes
+`try_download_gcs=False`, nothing is downloaded, and every config except `sample` reads files the user placed in
+the manual directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from keras_mmsa_datasets.msa import readers
+from keras_mmsa_datasets.msa import readers, sample
 from tensorflow_datasets.core.utils import gcs_utils
-
-# keras_mmsa never talks to the network: no GCS look-up of pre-built datasets or dataset infos (TFDS 4.9.10's
-# switch; `prepare` also passes `try_download_gcs=False`).
-gcs_utils._is_gcs_disabled = True
 
 SOURCES = ("sample", "pickle", "sdk", "label_csv")
 FAMILIES = ("mosi", "mosei", "sims")
@@ -290,7 +289,7 @@ BUILDER_CONFIGS = [
         name="sample",
         description=(
             "Synthetic MOSI-unaligned-shaped set with a planted text/audio/vision signal "
-            "(keras_mmsa.data.sample); needs no files."
+            "(keras_mmsa_datasets.msa.sample); needs no files."
         ),
         source="sample",
         family="mosi",
@@ -389,6 +388,23 @@ def find_manual_file(manual_dir: epath.PathLike, file: str, family: str) -> epat
     raise FileNotFoundError(file, candidates)
 
 
+@contextlib.contextmanager
+def _gcs_lookups_disabled():
+    """Hold TFDS's GCS switch off for the duration, and give the caller's value back after.
+
+    A builder made for a dataset that is not prepared yet asks GCS (`gs://tfds-data`, a network call) for a
+    pre-computed `DatasetInfo` unless the switch is off (`DatasetInfo.initialize_from_bucket`). TFDS 4.9.10 has
+    the switch off by default; this keeps the builder offline whatever another library or test set it to,
+    without changing it for anyone else.
+    """
+    saved = gcs_utils._is_gcs_disabled
+    gcs_utils._is_gcs_disabled = True
+    try:
+        yield
+    finally:
+        gcs_utils._is_gcs_disabled = saved
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for msa: CMU-MOSI / CMU-MOSEI / CH-SIMS features, transcripts and labels."""
 
@@ -397,6 +413,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = BUILDER_CONFIGS
     DEFAULT_BUILDER_CONFIG_NAME = "sample"
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def __init__(self, **kwargs):
+        with _gcs_lookups_disabled():  # TFDS's constructor is where the GCS look-up happens
+            super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
@@ -497,8 +517,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(examples) for split, examples in splits.items()}
 
     def _sample_examples(self, split: str, num_examples: int):
-        from keras_mmsa.data import sample  # noqa: PLC0415 - keep keras_mmsa.data out of import time
-
         for record in sample.generate_split(
             split, num_examples=num_examples, seed=self.builder_config.seed
         ):

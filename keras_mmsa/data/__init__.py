@@ -1,4 +1,7 @@
-"""Data for keras_mmsa: the inputs dict (`spec`), the tf.data pipeline (`load`), the synthetic `sample` set.
+"""Data for keras_mmsa: the inputs dict (`spec`) and the tf.data pipeline (`load`) over the TFDS builder `msa`.
+
+The builder and its synthetic `sample` generator live in `keras_mmsa_datasets.msa` (`datasets/msa/`), which
+imports nothing from `keras_mmsa`; `keras_mmsa.data.sample` remains an alias of the generator's module.
 
 ```python
 import keras_mmsa as kmsa
