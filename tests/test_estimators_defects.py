@@ -99,3 +99,45 @@ def test_log_likelihood_matrix_exact_diagonal_under_xla():
     )
     got = ops.convert_to_numpy(fn(y, mean, logvar))
     assert np.max(np.abs(np.diag(got) - np.diag(ref))) < 1e-3
+
+
+# ------------------------------------------------------------------------- 2. CPC normalisation direction
+
+
+def identity_cpc(dim, **kwargs):
+    cpc = E.CPCPredictor(x_dim=dim, y_dim=dim, **kwargs)
+    cpc.build((None, dim), (None, dim))
+    cpc.predictor_layers[-1].set_weights([np.eye(dim, dtype="float32"), np.zeros(dim, "float32")])
+    return cpc
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_cpc_normalisation_directions(tmp_path):
+    z, h = rand(5, 3), rand(5, 3)
+    s = unit(z.astype(np.float64)) @ unit(h.astype(np.float64)).T  # S[i, j] = Ḡ(Z_i) · h̄_j
+    over_h = -np.mean(np.diag(s) - scipy.special.logsumexp(s, axis=1))  # MMIM eq. 11
+    over_prediction = -np.mean(np.diag(s) - scipy.special.logsumexp(s, axis=0))
+    assert abs(over_h - over_prediction) > 1e-3  # the two are different quantities
+    paper = identity_cpc(3)
+    assert paper.normalize_over == "h"
+    official = identity_cpc(3, normalize_over="prediction")
+    assert float(paper(z, h)) == pytest.approx(over_h, rel=1e-5)
+    assert float(official(z, h)) == pytest.approx(over_prediction, rel=1e-5)
+    assert float(official.lower_bound(z, h)) == pytest.approx(
+        math.log(5) - over_prediction, rel=1e-5
+    )
+    # same score matrix, same positives: only the normaliser differs
+    np.testing.assert_allclose(paper.score_matrix(z, h), official.score_matrix(z, h), rtol=1e-6)
+    # with a mask: the valid sub-matrix, normalised over its columns
+    mask = np.array([1, 1, 0, 1, 1], bool)
+    sub = s[np.ix_(mask, mask)]
+    ref = -np.mean(np.diag(sub) - scipy.special.logsumexp(sub, axis=0))
+    assert float(official(z, h, sample_mask=mask)) == pytest.approx(ref, rel=1e-5)
+    config = official.get_config()
+    assert config["normalize_over"] == "prediction"
+    assert E.CPCPredictor.from_config(config).normalize_over == "prediction"
+    with pytest.raises(ValueError, match="normalize_over"):
+        E.CPCPredictor(x_dim=3, y_dim=3, normalize_over="z")
