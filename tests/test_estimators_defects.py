@@ -141,3 +141,82 @@ def test_cpc_normalisation_directions(tmp_path):
     assert E.CPCPredictor.from_config(config).normalize_over == "prediction"
     with pytest.raises(ValueError, match="normalize_over"):
         E.CPCPredictor(x_dim=3, y_dim=3, normalize_over="z")
+
+
+# ------------------------------------------------------------------- 3. product of marginals on inputs
+
+
+def inputs_dict(n=16, length=6, frames=5):
+    """Every tensor encodes its row index, so alignment within a modality can be read off."""
+    idx = np.arange(n)
+    return {
+        "token_ids": np.repeat(idx[:, None], length, 1).astype("int32") + 100,
+        "padding_mask": np.arange(length)[None] <= (idx[:, None] % length),
+        "segment_ids": np.repeat(idx[:, None], length, 1).astype("int32"),
+        "audio": np.repeat(idx[:, None, None], frames, 1).astype("float32")
+        * np.ones((1, 1, 3), "float32"),
+        "audio_lengths": (idx % frames + 1).astype("int32"),
+        "vision": np.repeat(idx[:, None, None], frames, 1).astype("float32")
+        * np.ones((1, 1, 2), "float32"),
+        "vision_lengths": ((idx * 7) % frames + 1).astype("int32"),
+    }
+
+
+def test_product_of_marginals_keeps_modality_groups_aligned():
+    n, length, frames = 16, 6, 5
+    x = inputs_dict(n, length, frames)
+    out, _ = E.sample_product_of_marginals(x, seed=keras.random.SeedGenerator(3))
+    out = {k: ops.convert_to_numpy(v) for k, v in out.items()}
+    text = out["token_ids"][:, 0] - 100
+    audio = out["audio"][:, 0, 0].astype(int)
+    vision = out["vision"][:, 0, 0].astype(int)
+    for perm in (text, audio, vision):
+        assert sorted(perm) == list(range(n))
+    # within a group the rows stay aligned (before the fix every key had its own permutation)
+    np.testing.assert_array_equal(out["segment_ids"][:, 0], text)
+    np.testing.assert_array_equal(out["padding_mask"], x["padding_mask"][text])
+    np.testing.assert_array_equal(out["audio_lengths"], x["audio_lengths"][audio])
+    np.testing.assert_array_equal(out["vision_lengths"], x["vision_lengths"][vision])
+    # and the groups get different permutations
+    assert not np.array_equal(text, audio) and not np.array_equal(audio, vision)
+    assert not np.array_equal(text, vision)
+
+
+def test_product_of_marginals_explicit_groups_other_keys_and_mask():
+    n = 16
+    x = inputs_dict(n)
+    x["example_index"] = np.arange(n, dtype="int32")  # not a modality key: its own group
+    mask = np.arange(n) % 3 != 0
+    out, m = E.sample_product_of_marginals(x, seed=keras.random.SeedGenerator(5), mask=mask)
+    text = ops.convert_to_numpy(out["segment_ids"])[:, 0]
+    audio = ops.convert_to_numpy(out["audio_lengths"])
+    index = ops.convert_to_numpy(out["example_index"])
+    assert sorted(index) == list(range(n)) and not np.array_equal(index, text)
+    audio_rows = ops.convert_to_numpy(out["audio"])[:, 0, 0].astype(int)
+    vision_rows = ops.convert_to_numpy(out["vision"])[:, 0, 0].astype(int)
+    np.testing.assert_array_equal(audio, x["audio_lengths"][audio_rows])
+    np.testing.assert_array_equal(
+        m, mask[text] & mask[audio_rows] & mask[vision_rows] & mask[index]
+    )
+    # explicit groups: a and b move together, c alone
+    a = np.arange(n, dtype="float32")[:, None]
+    d = {"a": a, "b": a + 0.5, "c": a}
+    out, _ = E.sample_product_of_marginals(
+        d, seed=keras.random.SeedGenerator(0), groups=[("a", "b"), ("c",)]
+    )
+    pa, pb, pc = (ops.convert_to_numpy(out[k])[:, 0] for k in "abc")
+    np.testing.assert_array_equal(pb, pa + 0.5)
+    assert not np.array_equal(pa, pc)
+    # keep_first leaves the first group (all of its keys) in place
+    out, _ = E.sample_product_of_marginals(d, seed=1, groups=[("a", "b"), ("c",)], keep_first=True)
+    np.testing.assert_array_equal(out["a"], a)
+    np.testing.assert_array_equal(out["b"], a + 0.5)
+    # a list with index groups
+    (la, lb, lc), _ = E.sample_product_of_marginals([a, a + 0.5, a], seed=2, groups=[(0, 1), (2,)])
+    np.testing.assert_array_equal(ops.convert_to_numpy(lb), ops.convert_to_numpy(la) + 0.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        E.sample_product_of_marginals(d, seed=0, groups=[("a", "b", "c")])
+    with pytest.raises(ValueError, match="more than one group"):
+        E.sample_product_of_marginals(d, seed=0, groups=[("a", "b"), ("b", "c")])
+    with pytest.raises(ValueError, match="unknown"):
+        E.sample_product_of_marginals(d, seed=0, groups=[("a", "z"), ("c",)])

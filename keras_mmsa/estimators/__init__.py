@@ -30,6 +30,7 @@ from keras_mmsa.estimators.gaussian import (
 )
 from keras_mmsa.estimators.gaussian_conditional import GaussianConditional
 from keras_mmsa.estimators.multivariate import (
+    default_groups,
     derangement,
     random_permutation,
     sample_product_of_marginals,
@@ -55,6 +56,7 @@ __all__ = [
     "club_sample_upper_bound",
     "club_upper_bound",
     "correlated_gaussian_mi",
+    "default_groups",
     "derangement",
     "donsker_varadhan_lower_bound",
     "gaussian_entropy",
