@@ -220,3 +220,42 @@ def test_product_of_marginals_explicit_groups_other_keys_and_mask():
         E.sample_product_of_marginals(d, seed=0, groups=[("a", "b"), ("b", "c")])
     with pytest.raises(ValueError, match="unknown"):
         E.sample_product_of_marginals(d, seed=0, groups=[("a", "z"), ("c",)])
+
+
+# ----------------------------------------------------------------- 4. GMM entropy under mixed precision
+
+
+@pytest.fixture
+def restore_policy():
+    policy = keras.mixed_precision.global_policy()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_gmm_entropy_runs_in_float32_under_mixed_precision(policy, restore_policy):
+    y, labels = rand(12, 4, scale=30.0) + 100.0, np.linspace(-2, 2, 12).astype("float32")
+    reference = E.PolarityGMMEntropy(dim=4, mem_size=1, batch_size=12)
+    reference.update_memory(y + 1.0, labels)
+    expected = float(reference(y, labels))
+    keras.mixed_precision.set_global_policy(policy)
+    gmm = E.PolarityGMMEntropy(dim=4, mem_size=1, batch_size=12)
+    assert gmm.memory.dtype == "float32"
+    assert gmm.memory_positive.dtype == "float32" and gmm.memory_valid.dtype == "float32"
+    gmm.update_memory(y + 1.0, labels)
+    # stored at full precision
+    np.testing.assert_array_equal(ops.convert_to_numpy(gmm.memory)[0], y + 1.0)
+    out = gmm(y, labels)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert float(out) == pytest.approx(expected, rel=1e-5)
+    # half-precision inputs (what a mixed-precision model hands it) are computed in float32 too
+    half = ops.cast(y, keras.mixed_precision.global_policy().compute_dtype)
+    out = gmm(half, labels)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert np.isfinite(float(out))
+    # and gradients reach the (half-precision) representation
+    h = tf.Variable(ops.convert_to_numpy(half))
+    with tf.GradientTape() as tape:
+        value = gmm(h, labels)
+    grad = tape.gradient(value, h)
+    assert grad is not None and np.all(np.isfinite(ops.convert_to_numpy(ops.cast(grad, "float32"))))
