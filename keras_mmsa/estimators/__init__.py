@@ -29,6 +29,7 @@ from keras_mmsa.estimators.gaussian import (
     mi_to_rho,
 )
 from keras_mmsa.estimators.gaussian_conditional import GaussianConditional
+from keras_mmsa.estimators.input_gradients import input_gradients
 from keras_mmsa.estimators.multivariate import (
     default_groups,
     derangement,
@@ -64,6 +65,7 @@ __all__ = [
     "gaussian_log_likelihood_matrix",
     "gradient_penalty",
     "infonce_lower_bound",
+    "input_gradients",
     "interpolate_samples",
     "js_fgan_lower_bound",
     "js_lower_bound",

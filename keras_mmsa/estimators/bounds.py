@@ -405,8 +405,9 @@ def wasserstein_dependency(
 def gradient_penalty(*, gradients, target=1.0, one_sided=False):
     """WGAN-GP penalty E[(‖∇T(x̂)‖₂ − target)²] from the critic's input gradients at interpolates x̂.
 
-    Taking a gradient is backend-specific, so the training engine computes `gradients` (of T w.r.t. its
-    input at `interpolate_samples(...)`) and this pure function turns them into the penalty.
+    Taking a gradient is backend-specific, so `gradients` (of T w.r.t. its input at
+    `interpolate_samples(...)`) come from `input_gradients` (or `StatisticNetwork.gradient_penalty`, which
+    does all of it) and this pure function turns them into the penalty.
     `one_sided=True` penalises only norms above `target` (Petzka et al., 2018).
 
     Args:
