@@ -344,3 +344,78 @@ def test_gradient_penalty_trains_the_critic_weights():
     assert config["gradient_penalty_weight"] == 2.0 and config["one_sided_penalty"] is False
     assert config["seed"] == 1
     assert E.StatisticNetwork.from_config(config).gradient_penalty_weight == 2.0
+
+
+# ------------------------------------------------------------------ 5b. MINE's moving average as state
+
+
+def lme(x):
+    return scipy.special.logsumexp(x) - math.log(x.size)
+
+
+def test_mine_moving_average_is_layer_state():
+    decay = 0.9
+    mine = E.MINEMovingAverage(decay=decay)
+    joint, marginal = rand(8), rand(8)
+    # loss reads the state only: computing it twice changes nothing
+    before = [ops.convert_to_numpy(w) for w in mine.get_weights()]
+    value = float(mine(joint, marginal))
+    value_again = float(mine(joint, marginal))
+    assert value == value_again == pytest.approx(np.mean(joint) - lme(marginal), rel=1e-5)
+    for b, a in zip(before, mine.get_weights()):
+        np.testing.assert_array_equal(b, a)
+    assert mine.log_moving_average.trainable is False
+    # first update initialises the EMA with the batch value, later ones are an EMA (closed form)
+    mine.update_state(marginal_scores=marginal)
+    assert float(mine.log_moving_average) == pytest.approx(lme(marginal), rel=1e-5)
+    second = rand(8) + 1.0
+    mine.update_state(marginal_scores=second)
+    ema = decay * np.exp(lme(marginal)) + (1 - decay) * np.exp(lme(second))
+    assert float(mine.log_moving_average) == pytest.approx(math.log(ema), rel=1e-5)
+    # the gradient is MINE's bias-corrected one: ∂/∂m_k = −e^{m_k} / (n · EMA'), with EMA' including the batch
+    m = tf.Variable(marginal)
+    with tf.GradientTape() as tape:
+        bound = mine(joint_scores=joint, marginal_scores=m)
+    ema_next = decay * ema + (1 - decay) * np.exp(lme(marginal))
+    np.testing.assert_allclose(
+        tape.gradient(bound, m), -np.exp(marginal) / (8 * ema_next), rtol=1e-4
+    )
+    # a score matrix: its diagonal is the joint, the off-diagonal the marginal
+    s = rand(4, 4)
+    off = s[~np.eye(4, dtype=bool)]
+    assert float(mine.lower_bound(scores=s)) == pytest.approx(
+        np.mean(np.diag(s)) - lme(off), rel=1e-5
+    )
+    # the state survives get_weights / set_weights (and hence checkpoints)
+    copy = E.MINEMovingAverage.from_config(mine.get_config())
+    copy.set_weights(mine.get_weights())
+    assert float(copy.log_moving_average) == pytest.approx(math.log(ema), rel=1e-6)
+    with tf.GradientTape() as tape:
+        bound = copy(joint_scores=joint, marginal_scores=m)
+    np.testing.assert_allclose(
+        tape.gradient(bound, m), -np.exp(marginal) / (8 * ema_next), rtol=1e-4
+    )
+    mine.reset_state()
+    assert float(mine.initialized) == 0.0
+    with pytest.raises(ValueError, match="decay"):
+        E.MINEMovingAverage(decay=1.0)
+
+
+def test_mine_moving_average_in_compiled_stages():
+    mine = E.MINEMovingAverage(decay=0.5)
+    marginal = rand(6)
+
+    @tf.function(jit_compile=True)
+    def stage(joint, marginal):
+        return -mine(joint, marginal)
+
+    @tf.function(jit_compile=True)
+    def after_stage(marginal):
+        mine.update_state(marginal_scores=marginal)
+
+    stage(rand(6), marginal)
+    assert float(mine.initialized) == 0.0
+    after_stage(marginal)
+    after_stage(marginal + 2.0)
+    ema = 0.5 * np.exp(lme(marginal)) + 0.5 * np.exp(lme(marginal + 2.0))
+    assert float(mine.log_moving_average) == pytest.approx(math.log(ema), rel=1e-5)

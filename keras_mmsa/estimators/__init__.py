@@ -1,6 +1,6 @@
 """Mutual-information estimators: variational bounds as pure `keras.ops` functions, and the small networks
 that produce their scores (Gaussian conditional q(y|x), CLUB, CPC predictor, statistic network T_θ,
-separable critic, polarity-GMM entropy with a history memory)."""
+separable critic, polarity-GMM entropy with a history memory, MINE's moving average as layer state)."""
 
 from keras_mmsa.estimators.bounds import (
     barber_agakov_lower_bound,
@@ -30,6 +30,7 @@ from keras_mmsa.estimators.gaussian import (
 )
 from keras_mmsa.estimators.gaussian_conditional import GaussianConditional
 from keras_mmsa.estimators.input_gradients import input_gradients
+from keras_mmsa.estimators.mine_moving_average import MINEMovingAverage
 from keras_mmsa.estimators.multivariate import (
     default_groups,
     derangement,
@@ -49,6 +50,7 @@ __all__ = [
     "CLUB",
     "CPCPredictor",
     "GaussianConditional",
+    "MINEMovingAverage",
     "PolarityGMMEntropy",
     "SeparableCritic",
     "StatisticNetwork",

@@ -213,7 +213,8 @@ def donsker_varadhan_lower_bound(
 ):
     """Donsker–Varadhan / MINE lower bound: I ≥ E_p[T] − log E_q[e^T] (q = product of marginals).
 
-    With `log_moving_average` (log of a running average of E_q[e^T], see `update_log_moving_average`) the
+    With `log_moving_average` (log of a running average of E_q[e^T], see `update_log_moving_average`; keep it
+    as model state with `MINEMovingAverage`, which also updates it outside the loss) the
     returned value is unchanged but its gradient is MINE's bias-corrected one: ∇E_q[e^T] / EMA instead of
     ∇E_q[e^T] / Ê_q[e^T] over the batch (Belghazi et al., 2018, §3.2).
 
