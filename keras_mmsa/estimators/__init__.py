@@ -1,6 +1,6 @@
 """Mutual-information estimators: variational bounds as pure `keras.ops` functions, and the small networks
 that produce their scores (Gaussian conditional q(y|x), CLUB, CPC predictor, statistic network T_θ,
-separable critic, polarity-GMM entropy with a history memory)."""
+separable critic, polarity-GMM entropy with a history memory, MINE's moving average as layer state)."""
 
 from keras_mmsa.estimators.bounds import (
     barber_agakov_lower_bound,
@@ -29,7 +29,10 @@ from keras_mmsa.estimators.gaussian import (
     mi_to_rho,
 )
 from keras_mmsa.estimators.gaussian_conditional import GaussianConditional
+from keras_mmsa.estimators.input_gradients import input_gradients
+from keras_mmsa.estimators.mine_moving_average import MINEMovingAverage
 from keras_mmsa.estimators.multivariate import (
+    default_groups,
     derangement,
     random_permutation,
     sample_product_of_marginals,
@@ -47,6 +50,7 @@ __all__ = [
     "CLUB",
     "CPCPredictor",
     "GaussianConditional",
+    "MINEMovingAverage",
     "PolarityGMMEntropy",
     "SeparableCritic",
     "StatisticNetwork",
@@ -55,6 +59,7 @@ __all__ = [
     "club_sample_upper_bound",
     "club_upper_bound",
     "correlated_gaussian_mi",
+    "default_groups",
     "derangement",
     "donsker_varadhan_lower_bound",
     "gaussian_entropy",
@@ -62,6 +67,7 @@ __all__ = [
     "gaussian_log_likelihood_matrix",
     "gradient_penalty",
     "infonce_lower_bound",
+    "input_gradients",
     "interpolate_samples",
     "js_fgan_lower_bound",
     "js_lower_bound",

@@ -213,7 +213,8 @@ def donsker_varadhan_lower_bound(
 ):
     """Donsker–Varadhan / MINE lower bound: I ≥ E_p[T] − log E_q[e^T] (q = product of marginals).
 
-    With `log_moving_average` (log of a running average of E_q[e^T], see `update_log_moving_average`) the
+    With `log_moving_average` (log of a running average of E_q[e^T], see `update_log_moving_average`; keep it
+    as model state with `MINEMovingAverage`, which also updates it outside the loss) the
     returned value is unchanged but its gradient is MINE's bias-corrected one: ∇E_q[e^T] / EMA instead of
     ∇E_q[e^T] / Ê_q[e^T] over the batch (Belghazi et al., 2018, §3.2).
 
@@ -405,8 +406,9 @@ def wasserstein_dependency(
 def gradient_penalty(*, gradients, target=1.0, one_sided=False):
     """WGAN-GP penalty E[(‖∇T(x̂)‖₂ − target)²] from the critic's input gradients at interpolates x̂.
 
-    Taking a gradient is backend-specific, so the training engine computes `gradients` (of T w.r.t. its
-    input at `interpolate_samples(...)`) and this pure function turns them into the penalty.
+    Taking a gradient is backend-specific, so `gradients` (of T w.r.t. its input at
+    `interpolate_samples(...)`) come from `input_gradients` (or `StatisticNetwork.gradient_penalty`, which
+    does all of it) and this pure function turns them into the penalty.
     `one_sided=True` penalises only norms above `target` (Petzka et al., 2018).
 
     Args:

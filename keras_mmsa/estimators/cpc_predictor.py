@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_mmsa.estimators import bounds
 
+NORMALIZE_OVER = ("h", "prediction")
+
 
 def l2_normalize(x, axis=-1, epsilon=1e-8):
     """x / max(‖x‖₂, ε): unit-length rows with a finite gradient at 0."""
@@ -18,6 +20,12 @@ class CPCPredictor(keras.layers.Layer):
 
     Ḡ = G_φ(Z) / ‖G_φ(Z)‖₂,  h̄ = h_m / ‖h_m‖₂,  s(h_m^j, Z^i) = exp(h̄^j · Ḡ^i)         (MMIM eq. 10)
     L_N = −(1/N) Σ_i log [ s(h_m^i, Z^i) / Σ_j s(h_m^j, Z^i) ]                          (MMIM eq. 11)
+
+    Normalisation direction (`normalize_over`): eq. 11 normalises over the batch of h_m for each prediction
+    G_φ(Z_i) — a softmax over the columns j of S[i, j] = h̄_j · Ḡ(Z_i) — which is the default, "h". The
+    official MMIM code normalises the other way, over the predictions Ḡ(Z_j) for each h_m^i (a softmax over
+    the rows of S, i.e. InfoNCE on Sᵀ); `normalize_over="prediction"` reproduces it. Both are InfoNCE
+    bounds with the same positives; they differ in which side supplies the negatives.
 
     `call(z, h)` returns L_N, a non-negative cross-entropy; it equals log N − I_NCE, where I_NCE is the
     InfoNCE lower bound (`lower_bound`), so minimising L_N maximises the bound (same gradient as −I_NCE).
@@ -38,6 +46,8 @@ class CPCPredictor(keras.layers.Layer):
         activation: str, activation of G_φ's hidden layers (MMIM: tanh).
         temperature: float or None, the score temperature τ (None = the paper's exp(cos)).
         epsilon: float, norm floor of the L2 normalisation.
+        normalize_over: "h" (MMIM eq. 11, default: negatives are the other h_m^j) or "prediction" (the
+            official code: negatives are the other predictions G_φ(Z_j)).
         **kwargs: `keras.layers.Layer` arguments.
 
     Example:
@@ -59,9 +69,14 @@ class CPCPredictor(keras.layers.Layer):
         activation="tanh",
         temperature=None,
         epsilon=1e-8,
+        normalize_over="h",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if normalize_over not in NORMALIZE_OVER:
+            raise ValueError(
+                f"`normalize_over` must be one of {NORMALIZE_OVER}; got {normalize_over!r}."
+            )
         if temperature is not None and temperature <= 0:
             raise ValueError(f"`temperature` must be positive or None; got {temperature}.")
         self.x_dim = int(x_dim)
@@ -70,6 +85,7 @@ class CPCPredictor(keras.layers.Layer):
         self.activation = activation
         self.temperature = None if temperature is None else float(temperature)
         self.epsilon = float(epsilon)
+        self.normalize_over = normalize_over
         self.predictor_layers = [
             keras.layers.Dense(d, activation=activation, name=f"hidden_{i}")
             for i, d in enumerate(self.hidden_dims)
@@ -114,15 +130,21 @@ class CPCPredictor(keras.layers.Layer):
         """s(h_m^i, Z^i) = exp(h̄_i · Ḡ(Z_i) / τ) per sample (MMIM eq. 10, Table 5): tensor [B]."""
         return ops.exp(ops.diagonal(self.score_matrix(z, h)))
 
+    def _bound(self, scores, sample_mask):
+        # infonce_lower_bound normalises each row over its columns; the masks are symmetric.
+        if self.normalize_over == "prediction":
+            scores = ops.transpose(scores)
+        return bounds.infonce_lower_bound(scores=scores, mask=sample_mask)
+
     def lower_bound(self, z, h, sample_mask=None):
-        """The InfoNCE lower bound I_NCE ≤ log N on I(Z; h_m), in nats."""
-        return bounds.infonce_lower_bound(scores=self.score_matrix(z, h), mask=sample_mask)
+        """The InfoNCE lower bound I_NCE ≤ log N on I(Z; h_m), in nats (normalised as `normalize_over`)."""
+        return self._bound(self.score_matrix(z, h), sample_mask)
 
     def call(self, z, h, sample_mask=None, return_scores=False):
         scores = self._scores(z, h)
         if return_scores:
             return scores
-        bound = bounds.infonce_lower_bound(scores=scores, mask=sample_mask)
+        bound = self._bound(scores, sample_mask)
         if sample_mask is None:
             n = ops.cast(ops.shape(scores)[0], scores.dtype)
         else:
@@ -144,6 +166,7 @@ class CPCPredictor(keras.layers.Layer):
                 "activation": self.activation,
                 "temperature": self.temperature,
                 "epsilon": self.epsilon,
+                "normalize_over": self.normalize_over,
             }
         )
         return config

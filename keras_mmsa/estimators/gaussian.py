@@ -42,19 +42,34 @@ def gaussian_log_likelihood(*, y, mean, logvar, variance_free=False):
     return ops.sum(quad - 0.5 * logvar - 0.5 * LOG_2PI, axis=-1)
 
 
-def gaussian_log_likelihood_matrix(*, y, mean, logvar, variance_free=False):
+PAIRS = ("auto", "broadcast", "expanded")
+
+# `pairs="auto"` broadcasts [B_x, B_y, D] up to this many elements (16 MiB in float32), and expands beyond.
+BROADCAST_LIMIT = 2**22
+
+
+def gaussian_log_likelihood_matrix(*, y, mean, logvar, variance_free=False, pairs="auto"):
     """All-pairs diagonal-Gaussian log-likelihoods: `L[i, j] = log N(y_j; μ_i, diag σ_i²)`.
 
     Row i is the conditional q(·|x_i), column j the sample y_j, so the diagonal holds the joint pairs and
-    the off-diagonal the product of marginals (the layout of `club_upper_bound`). Computed with one matrix
-    product instead of a [B, B, D] broadcast:
-    Σ_d (y_jd − μ_id)² / σ_id² = Σ_d y_jd² p_id − 2 Σ_d y_jd μ_id p_id + Σ_d μ_id² p_id, with p = 1/σ².
+    the off-diagonal the product of marginals (the layout of `club_upper_bound`).
+
+    Two ways to form the quadratic form Σ_d (y_jd − μ_id)² / σ_id²:
+    * "broadcast": the difference y_jd − μ_id over a [B_x, B_y, D] broadcast — exact everywhere.
+    * "expanded": one matrix product, Σ_d y_jd² p_id − 2 Σ_d y_jd μ_id p_id + Σ_d μ_id² p_id with p = 1/σ²,
+      on data centred by the batch mean of y (the form is shift-invariant). Where q fits (μ_i ≈ y_i, small
+      σ²) the three terms are large and cancel: in float32, log σ² = −10 and features of scale 5–10 lose
+      from 1 to over 10 nats. So the diagonal (the joint pairs, CLUB's positive term) is always recomputed in the
+      difference form; off-diagonal entries keep float32 precision relative to their (large) magnitude.
+    * "auto" (default): "broadcast" when B_x·B_y·D ≤ `BROADCAST_LIMIT` (2²² elements) with static shapes,
+      else "expanded".
 
     Args:
         y: tensor [B_y, D].
         mean: tensor [B_x, D].
         logvar: tensor [B_x, D].
         variance_free: bool, MMIM's official form (see `gaussian_log_likelihood`).
+        pairs: "auto", "broadcast" or "expanded" (see above).
 
     Returns:
         Tensor [B_x, B_y].
@@ -62,17 +77,39 @@ def gaussian_log_likelihood_matrix(*, y, mean, logvar, variance_free=False):
     Example:
     >>> L = gaussian_log_likelihood_matrix(y=ops.ones((4, 2)), mean=ops.zeros((3, 2)), logvar=ops.zeros((3, 2)))
     """
+    if pairs not in PAIRS:
+        raise ValueError(f"`pairs` must be one of {PAIRS}; got {pairs!r}.")
     y = ops.convert_to_tensor(y)
     mean = ops.cast(mean, y.dtype)
     logvar = ops.cast(logvar, y.dtype)
     precision = ops.exp(-logvar)  # [B_x, D]
-    quad = (
-        ops.matmul(precision, ops.transpose(ops.square(y)))
-        - 2.0 * ops.matmul(mean * precision, ops.transpose(y))
-        + ops.sum(ops.square(mean) * precision, axis=-1, keepdims=True)
-    )
-    # The expansion can round to a tiny negative number; the true quadratic form is >= 0.
-    out = -0.5 * ops.maximum(quad, 0.0)
+    if pairs == "auto":
+        sizes = (mean.shape[0], y.shape[0], y.shape[-1])
+        static = all(isinstance(s, int) for s in sizes)
+        pairs = "broadcast" if static and math.prod(sizes) <= BROADCAST_LIMIT else "expanded"
+    if pairs == "broadcast":
+        diff = ops.expand_dims(y, 0) - ops.expand_dims(mean, 1)  # [B_x, B_y, D]
+        quad = ops.sum(ops.square(diff) * ops.expand_dims(precision, 1), axis=-1)
+    else:
+        shift = ops.stop_gradient(ops.mean(y, axis=0, keepdims=True))
+        yc, mc = y - shift, mean - shift
+        quad = (
+            ops.matmul(precision, ops.transpose(ops.square(yc)))
+            - 2.0 * ops.matmul(mc * precision, ops.transpose(yc))
+            + ops.sum(ops.square(mc) * precision, axis=-1, keepdims=True)
+        )
+        # The expansion can round to a tiny negative number; the true quadratic form is >= 0.
+        quad = ops.maximum(quad, 0.0)
+        # The diagonal in the difference form: row i against column min(i, B_y − 1) (only [i, i] is used).
+        rows, cols = ops.shape(mean)[0], ops.shape(y)[0]
+        col_of_row = ops.minimum(ops.arange(rows, dtype="int32"), cols - 1)
+        diag_diff = ops.take(y, col_of_row, axis=0) - mean
+        diag_quad = ops.sum(ops.square(diag_diff) * precision, axis=-1, keepdims=True)  # [B_x, 1]
+        on_diag = ops.expand_dims(ops.arange(rows, dtype="int32"), 1) == ops.expand_dims(
+            ops.arange(cols, dtype="int32"), 0
+        )
+        quad = ops.where(on_diag, diag_quad, quad)
+    out = -0.5 * quad
     if variance_free:
         return out
     dim = ops.cast(ops.shape(y)[-1], y.dtype)

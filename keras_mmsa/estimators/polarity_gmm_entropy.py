@@ -37,6 +37,10 @@ class PolarityGMMEntropy(keras.layers.Layer):
     engine calls `update_memory` after `call` (Algorithm 1, stage 2), after an all-gather under a
     distribution strategy. `mem_size=0` uses the current batch only (the paper's failing ablation, made safe).
 
+    Precision: the layer computes in float32 under any dtype policy. Under "mixed_float16" /
+    "mixed_bfloat16" its inputs are not autocast, half-precision inputs are cast to float32 inside, the
+    memory variables are float32, and the entropy is returned in float32.
+
     Call arguments: `call(y, labels, sample_mask=None)` with y [B, dim], labels [B] (or [B, 1]) and an
     optional validity mask [B] (padding rows); a NaN label makes its row invalid. `update_memory` takes the
     same arguments. Inside a `keras.Model`, build it (or call it once) before the first `fit` step.
@@ -76,6 +80,11 @@ class PolarityGMMEntropy(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Covariances and Cholesky log-determinants need float32 (TensorFlow has no bfloat16 Cholesky, and
+        # float16 loses the log-det): under a mixed-precision policy inputs are not cast to the compute
+        # dtype on the way in (they are cast to float32 in `_inputs`), and the memory variables are float32
+        # and not autocast when read (Keras enters an autocast scope for a mixed layer even without autocast).
+        self.autocast = False
         if form not in FORMS:
             raise ValueError(f"`form` must be one of {FORMS}; got {form!r}.")
         if mem_size < 0 or batch_size < 1 or dim < 1:
@@ -98,6 +107,8 @@ class PolarityGMMEntropy(keras.layers.Layer):
             self.memory = self.add_weight(
                 shape=slots + (self.dim,),
                 initializer="zeros",
+                dtype="float32",
+                autocast=False,
                 trainable=False,
                 aggregation="only_first_replica",
                 name="memory",
@@ -105,6 +116,8 @@ class PolarityGMMEntropy(keras.layers.Layer):
             self.memory_positive = self.add_weight(
                 shape=slots,
                 initializer="zeros",
+                dtype="float32",
+                autocast=False,
                 trainable=False,
                 aggregation="only_first_replica",
                 name="memory_positive",
@@ -112,6 +125,8 @@ class PolarityGMMEntropy(keras.layers.Layer):
             self.memory_valid = self.add_weight(
                 shape=slots,
                 initializer="zeros",
+                dtype="float32",
+                autocast=False,
                 trainable=False,
                 aggregation="only_first_replica",
                 name="memory_valid",
@@ -139,7 +154,8 @@ class PolarityGMMEntropy(keras.layers.Layer):
                 f"{self.batch_size}; construct the layer with the (global) batch size."
             )
         y = ops.convert_to_tensor(y)
-        dtype = y.dtype if "float" in keras.backend.standardize_dtype(y.dtype) else "float32"
+        # float32 at least, whatever the policy (float64 inputs keep float64).
+        dtype = "float64" if keras.backend.standardize_dtype(y.dtype) == "float64" else "float32"
         y = ops.cast(y, dtype)
         labels = ops.reshape(ops.cast(labels, dtype), (-1,))
         positive = ops.cast(labels >= 0.0, dtype)

@@ -1,6 +1,9 @@
 import keras
 from keras import ops
 
+from keras_mmsa.estimators import bounds
+from keras_mmsa.estimators.input_gradients import input_gradients
+
 LIPSCHITZ_OPTIONS = (None, "spectral", "gradient_penalty")
 
 
@@ -31,9 +34,15 @@ class StatisticNetwork(keras.layers.Layer):
       spectral norm ≈ 1, estimated by power iteration during training). LeakyReLU and sigmoid are
       1-Lipschitz, so T is 1-Lipschitz in inference mode; training-mode dropout rescales activations by
       1/(1−p) and breaks the guarantee, so set `dropout=0` when the constraint must hold during training.
-    * "gradient_penalty": no architectural change; the training engine must add
-      `bounds.gradient_penalty(gradients=∇_x̂ T(x̂))` at interpolates (`interpolate_samples`) — taking the
-      gradient is backend-specific, so it lives in the engine.
+    * "gradient_penalty": no architectural change; the method's critic-stage loss adds
+      `lipschitz_penalty(joint, marginal)` = λ·E[(‖∇_x̂ T(x̂)‖₂ − 1)²] (WGAN-GP, Gulrajani et al., 2017, eq. 3,
+      λ = `gradient_penalty_weight`, 10 as in the paper) at random interpolates x̂ = u·x_joint + (1−u)·x_marginal
+      between joint and product-of-marginal samples. The default is the two-sided penalty of WGAN-GP;
+      `one_sided_penalty=True` penalises only ‖∇T‖ > 1 (Petzka et al., 2018), which is exactly the
+      1-Lipschitz constraint and does not push the slope up where T is flatter. The interpolates are
+      held constant (`stop_gradient`), so the penalty trains T only, never the encoders that produce its
+      inputs. `lipschitz_penalty` is 0 for the other options; `gradient_penalty` computes the unweighted
+      penalty for any critic.
 
     Args:
         input_dim: int, the dimension d of T's input (after concatenation).
@@ -43,6 +52,10 @@ class StatisticNetwork(keras.layers.Layer):
         output_activation: str or None, "sigmoid" (Table 4), None/"linear" (unbounded), or any Keras name.
         lipschitz: None, "spectral" or "gradient_penalty".
         power_iterations: int, power-iteration steps per call of the spectral normalisation.
+        gradient_penalty_weight: float, λ of `lipschitz_penalty` (WGAN-GP: 10).
+        one_sided_penalty: bool, the one-sided penalty E[max(0, ‖∇T‖ − 1)²] instead of the two-sided one.
+        seed: int or None, seed of the interpolation draws (a `keras.random.SeedGenerator`, created with
+            `lipschitz="gradient_penalty"` only).
         **kwargs: `keras.layers.Layer` arguments.
 
     Example:
@@ -51,6 +64,8 @@ class StatisticNetwork(keras.layers.Layer):
     >>> joint, marginal = T(z), T(z_marginal)                    # [32], [32]
     >>> critic = StatisticNetwork(input_dim=8, hidden_dims=[15], dropout=0.0, output_activation=None)
     >>> scores = critic.score_matrix(keras.random.normal((16, 4)), keras.random.normal((16, 4)))  # [16, 16]
+    >>> W = StatisticNetwork(input_dim=12, dropout=0.0, output_activation=None, lipschitz="gradient_penalty")
+    >>> critic_loss = -(ops.mean(W(z)) - ops.mean(W(z_marginal))) + W.lipschitz_penalty(z, z_marginal)
 
     Reference: MDM (Colombo et al., 2021) App. Table 4, eq. 6–8; MINE (Belghazi et al., 2018);
     Miyato et al. (2018), spectral normalisation; Gulrajani et al. (2017), gradient penalty.
@@ -66,6 +81,9 @@ class StatisticNetwork(keras.layers.Layer):
         output_activation="sigmoid",
         lipschitz=None,
         power_iterations=1,
+        gradient_penalty_weight=10.0,
+        one_sided_penalty=False,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +101,14 @@ class StatisticNetwork(keras.layers.Layer):
         )
         self.lipschitz = lipschitz
         self.power_iterations = int(power_iterations)
+        self.gradient_penalty_weight = float(gradient_penalty_weight)
+        self.one_sided_penalty = bool(one_sided_penalty)
+        self.seed = seed
+        self.seed_generator = (
+            keras.random.SeedGenerator(seed, name="interpolation_seed")
+            if lipschitz == "gradient_penalty"
+            else None
+        )
 
         def dense(units, name):
             layer = keras.layers.Dense(units, name=name)
@@ -141,6 +167,41 @@ class StatisticNetwork(keras.layers.Layer):
         """`S[i, j] = T([x_i, y_j])` for all pairs: tensor [B_x, B_y], diagonal = joint samples."""
         return self(pairwise_concat(x, y), training=training)
 
+    def gradient_penalty(
+        self, joint, marginal, *, target=1.0, one_sided=None, seed=None, training=None
+    ):
+        """E[(‖∇_x̂ T(x̂)‖₂ − target)²] at interpolates x̂ of joint and marginal samples (unweighted).
+
+        Args:
+            joint, marginal: tensors [B, input_dim] (or lists of tensors, concatenated like `call`).
+            target: float, the Lipschitz constant to enforce.
+            one_sided: bool or None (None = the layer's `one_sided_penalty`).
+            seed: seed of the interpolation draw (None = the layer's seed generator, or unseeded).
+            training: passed to `call` (dropout, spectral-norm power iteration).
+
+        Returns:
+            Scalar tensor, float32 at least.
+        """
+        joint, marginal = (
+            ops.concatenate(list(v), axis=-1) if isinstance(v, (list, tuple)) else v
+            for v in (joint, marginal)
+        )
+        seed = self.seed_generator if seed is None else seed
+        x_hat = ops.stop_gradient(interpolate_samples(joint, marginal, seed=seed))
+        _, grads = input_gradients(lambda v: self(v, training=training), x_hat)
+        one_sided = self.one_sided_penalty if one_sided is None else one_sided
+        return bounds.gradient_penalty(
+            gradients=ops.cast(grads, "float32"), target=target, one_sided=one_sided
+        )
+
+    def lipschitz_penalty(self, joint, marginal, training=None):
+        """The term a critic-stage loss adds: λ·`gradient_penalty` with `lipschitz="gradient_penalty"`, else 0."""
+        if self.lipschitz != "gradient_penalty":
+            return ops.zeros((), dtype="float32")
+        return self.gradient_penalty_weight * self.gradient_penalty(
+            joint, marginal, training=training
+        )
+
     def compute_output_shape(self, input_shape):
         if (
             isinstance(input_shape, (list, tuple))
@@ -161,6 +222,9 @@ class StatisticNetwork(keras.layers.Layer):
                 "output_activation": self.output_activation,
                 "lipschitz": self.lipschitz,
                 "power_iterations": self.power_iterations,
+                "gradient_penalty_weight": self.gradient_penalty_weight,
+                "one_sided_penalty": self.one_sided_penalty,
+                "seed": self.seed,
             }
         )
         return config
