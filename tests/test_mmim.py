@@ -266,3 +266,17 @@ def test_unlabelled_examples_stay_out_of_the_task_loss_and_the_polarity_memory(t
     _, logs = model.compute_stage_losses(stage, features, x, y, sample_weight=w)
     pred = np.array(features["prediction"])
     np.testing.assert_allclose(float(logs["task"]), np.mean(np.abs(pred - y)[w > 0]), rtol=1e-5)
+
+
+def test_cpc_direction_flag_reaches_every_predictor_and_changes_the_loss(tiny):
+    paper = _model(tiny)
+    official = _model(tiny, cpc_normalize_over="prediction")
+    official.set_weights(paper.get_weights())
+    assert {p.normalize_over for p in official.cpc.values()} == {"prediction"}
+    assert MMIM.from_config(official.get_config()).cpc_normalize_over == "prediction"
+    x, y = _batch(tiny)
+    f = paper.compute_features(x)
+    stage = paper.stages()[-1]
+    cpc_paper = float(paper.compute_stage_losses(stage, f, x, y)[1]["cpc"])
+    cpc_official = float(official.compute_stage_losses(stage, f, x, y)[1]["cpc"])
+    assert np.isfinite(cpc_paper) and abs(cpc_paper - cpc_official) > 1e-6

@@ -58,6 +58,8 @@ class MMIM(MultiStageModel):
       (`"frozen"` reproduces that; `"trained"` trains the projection with the main stage).
     - Polarity classes are "non-negative / negative" as the paper says (`polarity="non_negative"`); the reference
       code drops label-0 samples (`"strict"`).
+    - CPC normalises over h_m for each prediction, as eq. 11 writes it; the official code normalises over the
+      predictions for each h_m (`cpc_normalize_over="prediction"` reproduces it).
     - The entropy term enters the loss once the memory holds `mem_size` batches, as in the reference (before that
       the covariance of a single small batch is ill-conditioned; the paper reports NaN without history).
 
@@ -68,6 +70,9 @@ class MMIM(MultiStageModel):
         mem_size: history memory size, in batches (Table 3: 1). 0: current batch only.
         batch_size: the largest batch the memory must hold.
         cpc_layers, cpc_activation: depth and activation of G_phi.
+        cpc_normalize_over: the InfoNCE softmax of L_N^{z,m}: `"h"` normalises over the batch of h_m for each
+            prediction G(Z_i) (eq. 11, the default), `"prediction"` over the predictions for each h_m (the
+            official code's direction).
         q_activation: activation inside q's mean / log-variance networks.
         logvar_bound: bound on q's log sigma^2.
         variance_free: reproduce the reference's variance-free likelihood.
@@ -101,6 +106,7 @@ class MMIM(MultiStageModel):
         batch_size=32,
         cpc_layers=1,
         cpc_activation="tanh",
+        cpc_normalize_over="h",
         q_activation="relu",
         logvar_bound=5.0,
         variance_free=False,
@@ -136,6 +142,7 @@ class MMIM(MultiStageModel):
         self.batch_size = batch_size
         self.cpc_layers = cpc_layers
         self.cpc_activation = cpc_activation
+        self.cpc_normalize_over = cpc_normalize_over
         self.q_activation = q_activation
         self.logvar_bound = logvar_bound
         self.variance_free = variance_free
@@ -195,6 +202,7 @@ class MMIM(MultiStageModel):
                 sizes[m],
                 hidden_dims=(sizes[m],) * (cpc_layers - 1),
                 activation=cpc_activation,
+                normalize_over=cpc_normalize_over,
                 name=f"cpc_z{m[0]}",
             )
             for m in modalities
@@ -467,6 +475,7 @@ class MMIM(MultiStageModel):
                 "batch_size": self.batch_size,
                 "cpc_layers": self.cpc_layers,
                 "cpc_activation": self.cpc_activation,
+                "cpc_normalize_over": self.cpc_normalize_over,
                 "q_activation": self.q_activation,
                 "logvar_bound": self.logvar_bound,
                 "variance_free": self.variance_free,
