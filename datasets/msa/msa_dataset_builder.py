@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from keras_mmsa_datasets.msa import readers, sample
+from keras_mmsa_datasets.msa import provenance, readers, sample
 from tensorflow_datasets.core.utils import gcs_utils
 
 SOURCES = ("sample", "pickle", "sdk", "label_csv")
@@ -443,6 +443,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
             homepage="https://github.com/CMU-MultiComp-Lab/CMU-MultimodalSDK",
         )
+
+    def download_and_prepare(self, *args, **kwargs):
+        """TFDS's `download_and_prepare`, leaving the global random state as it was (see `provenance`)."""
+        with provenance.global_rng_preserved():
+            return super().download_and_prepare(*args, **kwargs)
 
     def _manual_path(self, dl_manager: tfds.download.DownloadManager, file: str) -> epath.Path:
         config = self.builder_config

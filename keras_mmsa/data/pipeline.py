@@ -522,10 +522,14 @@ def load(
     builder = prepare_builder(builder, manual_dir=manual_dir)
     info = dataset_info(builder)
     split = _resolve_split(builder, split)
+    # Ordered, deterministic reading: the same examples in the same order whether this process prepared the
+    # data or found it prepared (files shuffled only when asked, with the seed).
+    read_options = tf.data.Options()
+    read_options.deterministic = True
     examples = builder.as_dataset(
         split=split,
         shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
+        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, options=read_options),
     )
     if shuffle_buffer is None:
         size = (info.num_examples or {}).get(split.split("[", 1)[0])
