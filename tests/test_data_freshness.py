@@ -17,8 +17,9 @@ import types
 
 import keras
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
-from keras_mmsa_datasets.msa import MsaConfig
+from keras_mmsa_datasets.msa import MsaConfig, MsaDataError
 from keras_mmsa_datasets.msa import msa_dataset_builder as mdb
 
 from keras_mmsa.data import pipeline
@@ -60,6 +61,66 @@ def _info_file(data_dir, config="mosi_unaligned"):
     return data_dir / "msa" / config / "1.0.0" / "dataset_info.json"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 1. Stale data
+
+
+def test_a_broken_file_in_another_manual_dir_is_an_error_not_the_old_data(tmp_path):
+    data_dir = tmp_path / "data"
+    pipeline.prepare_builder(
+        "mosi_unaligned", data_dir=data_dir, manual_dir=_manual_dir(tmp_path / "good")
+    )
+    garbage = _manual_dir(tmp_path / "garbage", b"not a pickle at all")
+    with pytest.raises(MsaDataError, match=r"garbage.*unaligned_50\.pkl"):
+        pipeline.prepare_builder("mosi_unaligned", data_dir=data_dir, manual_dir=garbage)
+    # The loader (what the workflow calls for every split) checks too.
+    with pytest.raises(MsaDataError, match=r"unaligned_50\.pkl"):
+        pipeline.load("mosi_unaligned", "train", 2, data_dir=data_dir, manual_dir=garbage)
+
+
+def test_changed_files_are_prepared_again(tmp_path):
+    data_dir = tmp_path / "data"
+    first = pipeline.prepare_builder(
+        "mosi_unaligned", data_dir=data_dir, manual_dir=_manual_dir(tmp_path / "v1")
+    )
+    assert _labels(first)["mosi_train$_$1"] == pytest.approx(1.6)
+    data = _dummy_pickle()
+    data["train"]["regression_labels"] = np.array([-0.4, 0.2, 0.8, 1.0], np.float32)
+    # Another folder with other content, then the same folder with its file replaced.
+    second = pipeline.prepare_builder(
+        "mosi_unaligned", data_dir=data_dir, manual_dir=_manual_dir(tmp_path / "v2", data)
+    )
+    assert _labels(second)["mosi_train$_$1"] == pytest.approx(-0.4)
+    data["train"]["regression_labels"] = np.array([0.6, 0.2, 0.8, 1.0], np.float32)
+    (tmp_path / "v2" / "MOSI" / "Processed" / "unaligned_50.pkl").write_bytes(pickle.dumps(data))
+    third = pipeline.prepare_builder(
+        "mosi_unaligned", data_dir=data_dir, manual_dir=tmp_path / "v2"
+    )
+    assert _labels(third)["mosi_train$_$1"] == pytest.approx(0.6)
+    batch = next(
+        iter(pipeline.load("mosi_unaligned", "train", 4, data_dir=data_dir, shuffle=False))
+    )
+    assert float(batch[1][0]) == pytest.approx(0.6)
+
+
+def test_unchanged_files_are_reused_without_preparing(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    manual = _manual_dir(tmp_path / "manual")
+    pipeline.prepare_builder("mosi_unaligned", data_dir=data_dir, manual_dir=manual)
+    stamp = _info_file(data_dir).stat().st_mtime_ns
+
+    def no_prepare(self, *args, **kwargs):
+        raise AssertionError("prepared again although the sources did not change")
+
+    monkeypatch.setattr(mdb.Builder, "_download_and_prepare", no_prepare)
+    copy = tmp_path / "copy"  # same content, new paths and mtimes
+    shutil.copytree(manual, copy)
+    for folder in (manual, copy, None):
+        pipeline.prepare_builder("mosi_unaligned", data_dir=data_dir, manual_dir=folder)
+        pipeline.load("mosi_unaligned", "test", 2, data_dir=data_dir, manual_dir=folder)
+    assert _info_file(data_dir).stat().st_mtime_ns == stamp
+
+
 def _tiny_sample(**kw):
     return MsaConfig(
         name="tiny_sample",
@@ -71,6 +132,25 @@ def _tiny_sample(**kw):
         num_examples=(4, 2, 2),
         **kw,
     )
+
+
+def test_generated_config_follows_its_generator_parameters(tmp_path):
+    first = _labels(mdb.prepare(_tiny_sample(seed=1), data_dir=tmp_path))
+    again = _labels(mdb.prepare(_tiny_sample(seed=1), data_dir=tmp_path))
+    other = _labels(mdb.prepare(_tiny_sample(seed=2), data_dir=tmp_path))
+    assert again == first
+    assert other != first
+
+
+def test_a_config_without_its_files_refuses_other_fields(tmp_path):
+    """A custom config reusing a prepared config's name with other fields: no silent reuse."""
+    data_dir = tmp_path / "data"
+    mdb.prepare(_tiny_sample(seed=1), data_dir=data_dir)
+    renamed = MsaConfig(
+        name="tiny_sample", source="label_csv", label_csv_file="label.csv", text_len=50
+    )
+    with pytest.raises(MsaDataError, match=r"tiny_sample.*source"):
+        pipeline.prepare_builder(renamed, data_dir=data_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------
