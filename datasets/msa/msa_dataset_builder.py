@@ -3,6 +3,11 @@
 One config per dataset x alignment x source (see `MsaConfig` and the dataset README). The configs carry what the
 input pipeline needs (`family` -> metric set, default padded lengths, feature dims, label range).
 
+Prepared data stays tied to its sources: a prepared config records what it was made from (`provenance`), every
+`prepare` compares that record with the manual directory it is given, reuses the data when the files are the
+same (wherever they are), prepares again when they changed, and refuses a same-named config with other fields.
+Preparing leaves Python's and NumPy's global random state as it found it.
+
 Offline by construction: making a `Builder` never looks TFDS's GCS bucket up (TFDS's switch is held off while the
 builder is made, then restored; importing this module changes no TFDS state), `prepare` passes
 `try_download_gcs=False`, nothing is downloaded, and every config except `sample` reads files the user placed in
@@ -13,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
-from keras_mmsa_datasets.msa import readers, sample
+from keras_mmsa_datasets.msa import provenance, readers, sample
 from tensorflow_datasets.core.utils import gcs_utils
 
 SOURCES = ("sample", "pickle", "sdk", "label_csv")
@@ -388,6 +396,85 @@ def find_manual_file(manual_dir: epath.PathLike, file: str, family: str) -> epat
     raise FileNotFoundError(file, candidates)
 
 
+SOURCE_RECORD = "kmsa_sources"  # key of the source record in the prepared dataset's metadata
+# Fields that only configure the input pipeline (padded lengths, tokenizer choice): not part of the record.
+_PIPELINE_FIELDS = ("text_len", "audio_len", "vision_len", "bert_vocabulary")
+
+
+def source_record(config: MsaConfig, manual_dir: epath.PathLike | None) -> dict:
+    """What `config` prepared from `manual_dir` is made of (see `provenance`); JSON-ready.
+
+    Raises:
+        MissingManualFilesError: a file of the config is not in `manual_dir`.
+    """
+    if manual_dir is not None and "://" not in str(manual_dir):
+        manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    fields = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in base and f.name not in _PIPELINE_FIELDS
+    }
+    fields["builder_version"] = str(Builder.VERSION)
+    files = {}
+    if config.source != "sample" and manual_dir is not None:
+        for file in config.manual_files:
+            try:
+                files[file] = provenance.file_record(
+                    find_manual_file(manual_dir, file, config.family)
+                )
+            except FileNotFoundError as e:
+                searched = ", ".join(str(p) for p in e.args[1])
+                raise MissingManualFilesError(
+                    f"msa config {config.name!r}: {file} not found in {manual_dir} (searched {searched})."
+                ) from None
+    record = {
+        "format": provenance.FORMAT,
+        "config": fields,
+        "generator": {"sample": provenance.module_digest(sample)}
+        if config.source == "sample"
+        else None,
+        "manual_dir": None if manual_dir is None else str(manual_dir),
+        "files": files,
+    }
+    return json.loads(json.dumps(record))  # tuples -> lists, as the stored record reads back
+
+
+def stale_reason(builder: Builder, manual_dir: epath.PathLike | None) -> str | None:
+    """Why a prepared builder must be prepared again from `manual_dir` (None: its data is current).
+
+    Raises:
+        readers.MsaDataError: the prepared data was made from another config of the same name and there is no
+            manual directory to prepare it again from.
+        MissingManualFilesError: `manual_dir` lacks one of the config's files.
+    """
+    config = builder.builder_config
+    where = f"msa/{config.name} in {builder.data_dir_root}"
+    metadata = builder.info.metadata
+    recorded = metadata.get(SOURCE_RECORD) if metadata is not None else None
+    has_sources = config.source == "sample" or manual_dir is not None
+    if recorded is None:
+        return (
+            f"{where} has no record of its sources (prepared before records)"
+            if has_sources
+            else None
+        )
+    current = source_record(config, manual_dir if config.source != "sample" else None)
+    diffs = provenance.differences(
+        recorded, current, files=config.source != "sample" and has_sources
+    )
+    if not diffs:
+        return None
+    before = recorded.get("manual_dir") or "the generator"
+    if not has_sources:
+        raise readers.MsaDataError(
+            f"{where} was prepared from {before} with another config of that name ({'; '.join(diffs)}); pass "
+            "its manual dir to prepare it again, or give the config another name."
+        )
+    now = current["manual_dir"] or "the generator now"
+    return f"{where} was prepared from {before}, and {now} differs: {'; '.join(diffs)}"
+
+
 @contextlib.contextmanager
 def _gcs_lookups_disabled():
     """Hold TFDS's GCS switch off for the duration, and give the caller's value back after.
@@ -442,7 +529,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(features),
             supervised_keys=None,
             homepage="https://github.com/CMU-MultiComp-Lab/CMU-MultimodalSDK",
+            metadata=tfds.core.MetadataDict(),  # holds the source record (see `source_record`)
         )
+
+    def download_and_prepare(self, *args, **kwargs):
+        """TFDS's `download_and_prepare`, leaving the global random state as it was (see `provenance`)."""
+        with provenance.global_rng_preserved():
+            return super().download_and_prepare(*args, **kwargs)
 
     def _manual_path(self, dl_manager: tfds.download.DownloadManager, file: str) -> epath.Path:
         config = self.builder_config
@@ -463,6 +556,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             ) from None
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        splits = self._source_splits(dl_manager)
+        # Reached once every source file was found; written with the data (metadata.json).
+        self.info.metadata[SOURCE_RECORD] = source_record(
+            self.builder_config,
+            None if self.builder_config.source == "sample" else dl_manager.manual_dir,
+        )
+        return splits
+
+    def _source_splits(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
         if config.source == "sample":
             sizes = dict(zip(readers.SPLITS, config.num_examples))
@@ -547,7 +649,8 @@ def prepare(
         config: a config name of `BUILDER_CONFIGS` or an `MsaConfig` (e.g. from `sdk_config`).
         manual_dir: folder with the config's source files (see MANUAL_DOWNLOAD_INSTRUCTIONS); unused by `sample`.
         data_dir: TFDS data directory (default: TFDS's, `~/tensorflow_datasets` or `$TFDS_DATA_DIR`).
-        overwrite: rebuild even if the prepared dataset exists.
+        overwrite: rebuild even if the prepared dataset exists (it is rebuilt anyway when its sources changed:
+            see `ensure_prepared`).
 
     Returns:
         The prepared `Builder`; `builder.as_dataset(split=...)` gives the examples.
@@ -555,6 +658,29 @@ def prepare(
     builder = Builder(
         config=get_config(config), data_dir=None if data_dir is None else str(data_dir)
     )
+    return ensure_prepared(builder, manual_dir=manual_dir, overwrite=overwrite)
+
+
+def ensure_prepared(
+    builder: Builder, *, manual_dir: epath.PathLike | None = None, overwrite: bool = False
+) -> Builder:
+    """Prepares `builder` offline unless it holds data made from the same sources; returns a prepared builder.
+
+    A prepared config whose record differs from `manual_dir`'s files (or, for `sample`, from the generator) is
+    prepared again, with one warning saying what differs; a broken new file then fails with an error naming
+    it. Without a manual directory the files cannot be compared and the prepared data is used as it is.
+    Returns `builder`, or a new builder over the re-prepared data.
+    """
+    # (`is_prepared` alone warns about a version folder that does not exist yet)
+    if builder.data_path.exists() and builder.is_prepared() and not overwrite:
+        reason = stale_reason(builder, manual_dir)
+        if reason is None:
+            return builder
+        logging.warning("%s; preparing it again.", reason)
+        overwrite = True
+    if overwrite:
+        # A fresh builder: the old one's info and metadata describe the data being replaced.
+        builder = Builder(config=builder.builder_config, data_dir=str(builder.data_dir_root))
     mode = (
         tfds.download.GenerateMode.FORCE_REDOWNLOAD
         if overwrite

@@ -106,9 +106,17 @@ def get_builder(dataset, *, data_dir=None):
 
 
 def prepare_builder(dataset, *, data_dir=None, manual_dir=None):
-    """Build `dataset` offline into `data_dir` if it is not built yet; returns the prepared builder."""
+    """Build `dataset` offline into `data_dir` unless it is built from the same sources; returns the builder.
+
+    An `msa` dataset prepared earlier is checked against `manual_dir` (its files' names, sizes and content) or,
+    for `sample`, against the generator: the same sources reuse it, changed ones prepare it again (see
+    `keras_mmsa_datasets.msa.ensure_prepared`). Preparing leaves the global random state as it was.
+    """
     import tensorflow_datasets as tfds
 
+    module = _builder_module()
+    if isinstance(dataset, module.Builder):
+        return module.ensure_prepared(dataset, manual_dir=manual_dir)
     if isinstance(dataset, tfds.core.DatasetBuilder):
         if not dataset.is_prepared():
             dataset.download_and_prepare(
@@ -118,7 +126,7 @@ def prepare_builder(dataset, *, data_dir=None, manual_dir=None):
                 )
             )
         return dataset
-    return _builder_module().prepare(dataset, manual_dir=manual_dir, data_dir=_data_dir(data_dir))
+    return module.prepare(dataset, manual_dir=manual_dir, data_dir=_data_dir(data_dir))
 
 
 def _feature_keys(builder):
@@ -141,7 +149,8 @@ def dataset_info(dataset, *, data_dir=None):
     config = builder.builder_config
     keys = _feature_keys(builder)
     num_examples = None
-    if builder.is_prepared():
+    # (`is_prepared` alone warns about a version folder that does not exist yet)
+    if builder.data_path.exists() and builder.is_prepared():
         num_examples = {name: split.num_examples for name, split in builder.info.splits.items()}
     return DatasetInfo(
         name=config.name,
@@ -522,10 +531,14 @@ def load(
     builder = prepare_builder(builder, manual_dir=manual_dir)
     info = dataset_info(builder)
     split = _resolve_split(builder, split)
+    # Ordered, deterministic reading: the same examples in the same order whether this process prepared the
+    # data or found it prepared (files shuffled only when asked, with the seed).
+    read_options = tf.data.Options()
+    read_options.deterministic = True
     examples = builder.as_dataset(
         split=split,
         shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
+        read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, options=read_options),
     )
     if shuffle_buffer is None:
         size = (info.num_examples or {}).get(split.split("[", 1)[0])
