@@ -133,6 +133,13 @@ class BertLSTMMLP(MultimodalBackbone):
         }
         self.fusion = MLPFusion(fusion_dim, dropout=dropout_fusion, name="fusion")
 
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # `fuse`/`head` reach into the fusion network's parts, so build it here, under its own name scope.
+        self.fusion.build([(None, self.feature_dims[m]) for m in self.modalities])
+        super().build(input_shape)
+
     # ------------------------------------------------------------------ the contract
     def encode(self, x, training=False):
         h = {"text": self.text_encoder(x, training=training)}
