@@ -202,13 +202,13 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_state(tmp_path, data_dir
 def test_run_seeds_writes_mean_and_std(tmp_path, data_dir):
     config = _config(jit_compile=False, train={"epochs": 1})
     aggregate = run_seeds(config, seeds=(1, 2), workdir=tmp_path, verbose=0)
-    saved = json.loads((tmp_path / "mmim_sample_seed7_seeds.json").read_text())
+    saved = json.loads((tmp_path / "mmim_sample_seeds.json").read_text())
     assert set(saved["seeds"]) == {"1", "2"}
     maes = [saved["seeds"][s]["mae"] for s in ("1", "2")]
     assert np.isclose(aggregate["mae"]["mean"], np.mean(maes))
     assert np.isclose(aggregate["mae"]["std"], np.std(maes))
     assert maes[0] != maes[1]  # different seeds, different runs
-    assert "±" in (tmp_path / "mmim_sample_seed7_seeds.md").read_text()
+    assert "±" in (tmp_path / "mmim_sample_seeds.md").read_text()
 
 
 def test_existing_run_with_another_config_is_refused(finished_run):

@@ -26,8 +26,10 @@ def _one_line(exc):
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # ANSI colours of Keras' error wrapping
     text = " ".join(text.split())
-    if len(text) > 600:
-        text = text[:597] + "..."
+    if (
+        len(text) > 600
+    ):  # cut the middle (long lists), keep the start (what) and the end (the advice)
+        text = text[:300] + " ... " + text[-295:]
     return text or type(exc).__name__
 
 
@@ -55,6 +57,7 @@ def guarded(main):
                 "PresetUnavailableError",
                 "DatasetNotFoundError",
                 "NonMatchingChecksumError",
+                "RunInUseError",
             )
             kind = "" if user else f"{type(exc).__name__}: "
             print(
@@ -186,10 +189,16 @@ def train_main(argv):
     args = train_parser().parse_args(argv)
     _quiet_tensorflow()
     config = config_from_args(args)
+    config.resolved()  # every value checked (one line, exit 2) before TensorFlow builds anything
     if args.seeds:
         from keras_mmsa.training.seeds import run_seeds
 
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--seeds expects comma-separated integers, e.g. 1111,1112; got {args.seeds!r}"
+            ) from None
         run_seeds(config, seeds, args.workdir, verbose=args.verbose, export=not args.no_export)
         return 0
     from keras_mmsa.training.run import train_and_evaluate
@@ -233,6 +242,11 @@ def export_main(argv):
     )
     p.add_argument("run_dir")
     p.add_argument("--out", default=None, help="output folder (default <run_dir>/export)")
+    p.add_argument(
+        "--features-only",
+        action="store_true",
+        help="only the `serve` signature (token ids): loads without tensorflow_text",
+    )
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     _quiet_tensorflow()
@@ -243,7 +257,15 @@ def export_main(argv):
     config, model, tokenizer = load_run(args.run_dir)
     info = pipeline.dataset_info(config.dataset, data_dir=config.data_dir)
     out = args.out or os.path.join(args.run_dir, "export")
-    export_saved_model(model, out, tokenizer=tokenizer, info=info, config=config)
-    print(f"SavedModel written to {out} (signatures: serve, serve_text); inspect it with")
+    export_saved_model(
+        model,
+        out,
+        tokenizer=tokenizer,
+        info=info,
+        config=config,
+        text_signature=not args.features_only,
+    )
+    signatures = "serve" if args.features_only else "serve, serve_text"
+    print(f"SavedModel written to {out} (signatures: {signatures}); inspect it with")
     print(f"  saved_model_cli show --dir {out} --all")
     return 0

@@ -3,10 +3,47 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
+import math
 import pathlib
+import re
 
 from keras_mmsa.data.spec import MODALITIES
+
+# The flag that sets a field, named in the errors about it.
+_FLAGS = {
+    "seed": "--seed",
+    "name": "--name",
+    "dataset": "--dataset",
+    "manual_dir": "--manual-dir",
+    "data_dir": "--data-dir",
+    "text_backbone": "--text-backbone",
+    "modalities": "--modalities",
+    "deterministic": "--deterministic",
+    "jit_compile": "--no-jit",
+    "train.epochs": "--epochs",
+    "train.batch_size": "--batch-size",
+}
+# Field -> its default, whose type is the type every value must have (None: str or None).
+_FIELDS = dict(
+    method="",
+    dataset="",
+    manual_dir=None,
+    data_dir=None,
+    text_backbone=None,
+    seed=0,
+    deterministic=False,
+    jit_compile=True,
+    name=None,
+)
+_POSITIVE = {"train.epochs", "train.batch_size", "train.log_every"}  # ints >= 1
+_NULLABLE = {"train.patience", "train.lr_patience"}  # None turns early stopping / LR decay off
+# Train settings that say how long or how verbosely a run goes, not what it learns: they stay out of the default
+# run name, so `--epochs` on an existing run is refused with the --name to use instead of forking silently.
+_UNNAMED_TRAIN = {"epochs", "log_every"}
+_NAME = re.compile(r"^[^/\\\x00]+$")
 
 
 @dataclasses.dataclass
@@ -28,7 +65,10 @@ class RunConfig:
         seed: the run's seed (`keras.utils.set_random_seed`, data order, dropout).
         deterministic: enable TensorFlow op determinism (slower).
         jit_compile: XLA-compile the train/test steps.
-        name: run name (default: "<method>_<dataset>_seed<seed>").
+        name: run name, one folder inside the workdir (default, set by `resolved()`:
+            "<method>_<dataset>[_<modalities>][_<backbone>][_<hash>]_seed<seed>": the modalities and backbone
+            when given and not the preset's, a 6-hex hash of the model/train settings that differ from the
+            preset (except epochs and log_every), so runs that learn different things get different folders).
         model: the method's and its base model's hyper-parameters (constructor arguments).
         train: optimisation settings (batch_size, epochs, learning rates, patience, ...).
     """
@@ -112,14 +152,16 @@ class RunConfig:
     # ------------------------------------------------------------------ resolution
     @property
     def run_name(self):
+        """The run's folder name: `name` (which `resolved()` always sets) or the plain default."""
         return self.name or f"{self.method}_{self.dataset}_seed{self.seed}"
 
     def resolved(self):
-        """A copy with `model`, `train` and `text_backbone` completed from the method's preset."""
-        from keras_mmsa.training import registry
+        """A validated copy with `model`, `train`, `text_backbone` and `name` completed from the method's preset.
 
-        method = registry.get_method(self.method)
-        preset = method.preset(self.dataset)
+        Raises a ValueError naming the key, the value and the expected type (and the flag that sets it) for any
+        setting of the wrong type or out of range, before anything is built or written.
+        """
+        method, preset = self._method_and_preset()
         model = dict(preset["model"])
         known = set(model) | set(method.model_keys())
         unknown = sorted(set(self.model) - known)
@@ -133,14 +175,148 @@ class RunConfig:
         if unknown:
             raise ValueError(f"train settings {unknown} are unknown; known: {sorted(train)}")
         train.update(self.train)
-        if self.modalities is not None:
-            bad = [m for m in self.modalities if m not in MODALITIES]
-            if bad:
-                raise ValueError(f"unknown modalities {bad}; choose from {MODALITIES}")
-        return dataclasses.replace(
+        out = dataclasses.replace(
             self,
             model=model,
             train=train,
             text_backbone=self.text_backbone or preset["text_backbone"],
-            name=self.run_name,
         )
+        out._validate(_model_defaults(method, preset), preset["train"])
+        return dataclasses.replace(out, name=self.name or out._default_name(preset))
+
+    def default_name(self, *, with_seed=True):
+        """The default run name of this config (without `_seed<seed>`: the stem `run_seeds` extends)."""
+        out = self.resolved()
+        _, preset = self._method_and_preset()
+        return out._default_name(preset, with_seed=with_seed)
+
+    def _method_and_preset(self):
+        from keras_mmsa.training import registry
+
+        if not isinstance(self.method, str):
+            raise ValueError(f"method={self.method!r}: expected a string (--method)")
+        if not isinstance(self.dataset, str):
+            raise ValueError(f"dataset={self.dataset!r}: expected a string (--dataset)")
+        method = registry.get_method(self.method)
+        return method, method.preset(self.dataset)
+
+    def _default_name(self, preset, *, with_seed=True):
+        parts = [self.method, self.dataset]
+        if self.modalities is not None:
+            parts.append("-".join(self.modalities))
+        backbone = self.text_backbone != preset["text_backbone"]
+        if backbone:
+            tail = pathlib.PurePath(str(self.text_backbone).rstrip("/\\")).name
+            parts.append(re.sub(r"[^A-Za-z0-9._-]+", "-", tail)[:32].strip(".") or "backbone")
+        changed = {
+            "model": _changed(self.model, preset["model"]),
+            "train": _changed(self.train, preset["train"], skip=_UNNAMED_TRAIN),
+        }
+        if changed["model"] or changed["train"] or (backbone and "/" in str(self.text_backbone)):
+            changed["text_backbone"] = self.text_backbone if backbone else None
+            parts.append(_short_hash(changed))
+        if with_seed:
+            parts.append(f"seed{self.seed}")
+        return "_".join(parts)
+
+    def _validate(self, model_defaults, train_defaults):
+        for key, default in _FIELDS.items():
+            _check(key, getattr(self, key), default, nullable=default is None)
+        if self.seed < 0:
+            _fail("seed", self.seed, "an int >= 0")
+        if self.name is not None and (not _NAME.match(self.name) or self.name in (".", "..")):
+            raise ValueError(
+                f"--name {self.name!r}: a run name must be one folder name inside the workdir "
+                "(no '/', '\\', '.' or '..'); pass the parent folder as --workdir"
+            )
+        if self.modalities is not None:
+            if not isinstance(self.modalities, list) or not all(
+                isinstance(m, str) for m in self.modalities
+            ):
+                _fail(
+                    "modalities",
+                    self.modalities,
+                    'a list of modality names, e.g. ["text", "audio"]',
+                )
+            bad = [m for m in self.modalities if m not in MODALITIES]
+            if bad:
+                raise ValueError(f"unknown modalities {bad}; choose from {MODALITIES}")
+        if self.max_lengths is not None:
+            if not isinstance(self.max_lengths, dict):
+                _fail("max_lengths", self.max_lengths, 'a JSON object, e.g. {"audio": 200}')
+            for m, length in self.max_lengths.items():
+                if m not in MODALITIES:
+                    raise ValueError(f"max_lengths.{m}: unknown modality; choose from {MODALITIES}")
+                _check(f"max_lengths.{m}", length, 0)
+                if length < 1:
+                    _fail(f"max_lengths.{m}", length, "an int >= 1")
+        for section, defaults in (("model", model_defaults), ("train", train_defaults)):
+            values = getattr(self, section)
+            if not isinstance(values, dict):
+                _fail(section, values, "a JSON object of settings")
+            for key, value in values.items():
+                full = f"{section}.{key}"
+                _check(full, value, defaults.get(key), nullable=full in _NULLABLE)
+                if full in _POSITIVE and value < 1:
+                    _fail(full, value, "an int >= 1")
+
+
+def _model_defaults(method, preset):
+    """The preset's model settings plus the constructor defaults of the keys the preset leaves out."""
+    defaults = dict(preset["model"])
+    try:
+        params = inspect.signature(method.__init__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for key in method.model_keys():
+        param = params.get(key)
+        if key not in defaults and param is not None and param.default is not param.empty:
+            defaults[key] = param.default
+    return defaults
+
+
+def _changed(values, defaults, skip=()):
+    return {
+        k: v for k, v in values.items() if k not in skip and (k not in defaults or v != defaults[k])
+    }
+
+
+def _short_hash(data):
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+def _fail(key, value, expected):
+    flag = _FLAGS.get(key)
+    how = f"; set it with {flag} or --set {key}=..." if flag else f"; set it with --set {key}=..."
+    raise ValueError(f"{key}={value!r}: expected {expected}{how}")
+
+
+def _check(key, value, default, *, nullable=False):
+    """Refuses `value` unless it has the type of `default` (float accepts int; None accepts anything)."""
+    if value is None and nullable:
+        return
+    if default is None:
+        if nullable and not isinstance(value, str):  # the optional string fields
+            _fail(key, value, "a string")
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            _fail(key, value, "a bool (true or false)")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, "an int")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, value, "a float")
+        if not math.isfinite(value):
+            _fail(key, value, "a finite float")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            _fail(key, value, "a string")
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(value, list):
+            _fail(key, value, "a list (JSON, e.g. [])")
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            _fail(key, value, "a JSON object")

@@ -7,8 +7,15 @@ Two signatures, both returning `{"sentiment": float32 [B]}`:
   `audio` float32 [B, T_a, D_a] + `audio_lengths` int32 [B], `vision` float32 [B, T_v, D_v] +
   `vision_lengths` int32 [B]. Sequence lengths are the ones the model was trained with (static, as XLA wants).
 - `serve_text`: the same, but the text arrives as raw strings `text` string [B]; the WordPiece tokenizer runs
-  inside the graph (its vocabulary is an asset of the SavedModel; loading it needs the `tensorflow_text` ops,
-  which `import tensorflow_text` registers and TF Serving's standard build includes).
+  inside the graph (its vocabulary is an asset of the SavedModel). Its ops (`NormalizeUTF8`,
+  `WordpieceTokenizeWithOffsets`, ...) come from `tensorflow_text`: TF Serving's standard build includes them,
+  but plain TensorFlow cannot load the SavedModel (`Op type not registered 'NormalizeUTF8'`) until
+  `import tensorflow_text` registers them. `text_signature=False` (`scripts/export.py --features-only`)
+  writes `serve` alone, which loads with TensorFlow only.
+
+Both signatures check their inputs inside the graph: each `*_lengths` must lie in [1, padded length] and the
+audio/vision features must be finite; a bad request fails with `InvalidArgumentError` (TF Serving: status
+INVALID_ARGUMENT) naming the input, never a silent NaN.
 
 `saved_model_cli show --dir <run>/export --all` prints both signatures.
 """
@@ -39,7 +46,39 @@ def input_signature(model, lengths, dims):
     return spec
 
 
-def export_saved_model(model, export_dir, *, tokenizer=None, info=None, config=None, lengths=None):
+def checked_inputs(inputs, lengths):
+    """`inputs` with in-graph checks: lengths in [1, padded length], finite features (else InvalidArgument)."""
+    inputs = dict(inputs)
+    for m, (feature, length) in (("audio", AUDIO_KEYS), ("vision", VISION_KEYS)):
+        if feature not in inputs:
+            continue
+        padded = int(lengths[m])
+        checks = [
+            tf.debugging.assert_greater_equal(
+                inputs[length], 1, message=f"input '{length}' must lie in [1, {padded}]"
+            ),
+            tf.debugging.assert_less_equal(
+                inputs[length], padded, message=f"input '{length}' must lie in [1, {padded}]"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            inputs[length] = tf.identity(inputs[length])
+        inputs[feature] = tf.debugging.assert_all_finite(
+            inputs[feature], f"input '{feature}' holds NaN or Inf values"
+        )
+    return inputs
+
+
+def export_saved_model(
+    model,
+    export_dir,
+    *,
+    tokenizer=None,
+    info=None,
+    config=None,
+    lengths=None,
+    text_signature=True,
+):
     """Writes a SavedModel with the `serve` (and, given a tokenizer, `serve_text`) signatures.
 
     Args:
@@ -49,6 +88,8 @@ def export_saved_model(model, export_dir, *, tokenizer=None, info=None, config=N
         info: the dataset's `DatasetInfo` (padded lengths, feature dims).
         config: the run's `RunConfig` (its `max_lengths` override the dataset's lengths).
         lengths: explicit `{"text", "audio", "vision"}` lengths (instead of info/config).
+        text_signature: add `serve_text` when a tokenizer is given (False: a SavedModel that loads without
+            `tensorflow_text`).
 
     Returns:
         The export path.
@@ -65,10 +106,10 @@ def export_saved_model(model, export_dir, *, tokenizer=None, info=None, config=N
     archive.track(model)
 
     def serve(inputs):
-        return {"sentiment": model(inputs, training=False)}
+        return {"sentiment": model(checked_inputs(inputs, lengths), training=False)}
 
     archive.add_endpoint("serve", serve, input_signature=[spec])
-    if tokenizer is not None:
+    if tokenizer is not None and text_signature:
         if not tokenizer.built:
             tokenizer(tf.constant(["built"]))  # a tokenizer is "built" once called; export needs it
         archive.track(tokenizer)
@@ -79,7 +120,7 @@ def export_saved_model(model, export_dir, *, tokenizer=None, info=None, config=N
         def serve_text(inputs):
             inputs = dict(inputs)
             inputs.update(tokenize_batch(tokenizer, inputs.pop("text"), text_len))
-            return {"sentiment": model(inputs, training=False)}
+            return {"sentiment": model(checked_inputs(inputs, lengths), training=False)}
 
         archive.add_endpoint("serve_text", serve_text, input_signature=[text_spec])
     if export_dir.exists():

@@ -13,14 +13,21 @@ The run directory `<workdir>/<run name>/` holds:
     metrics.json             test metrics of the best-on-validation weights (the test split is used once)
     export/                  the SavedModel for TF Serving (see `export.py`)
 
-Re-running the same command on an existing run directory resumes from `backup/` (the saved config must match).
+Re-running the same command on an existing run directory resumes from `backup/` (the saved config must match;
+a start that never finished an epoch is cleared instead). `config.json` is written only once the model is built,
+so a start that fails on its inputs leaves nothing behind. `<run>/.lock` (holding the pid) keeps a second process
+out of a run directory while one trains in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import os
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -36,6 +43,7 @@ CONFIG = "config.json"
 MODEL = "model.json"
 TOKENIZER = "tokenizer"
 BEST = "checkpoints/best.weights.h5"
+LOCK = ".lock"
 
 
 @dataclasses.dataclass
@@ -102,25 +110,96 @@ def save_tokenizer(directory, backbone, tokenizer):
 
 
 def _check_existing_config(run_dir, config):
+    """Refuses a run directory that holds another configuration, unless that run never finished an epoch.
+
+    Returns True when it cleared such a stale start (its config.json and what it wrote next to it).
+    """
     path = run_dir / CONFIG
     if not path.exists():
+        return False
+    saved = RunConfig.from_json(path).to_dict()
+    new = config.to_dict()
+    if saved == new:
+        return False
+    if (
+        not (run_dir / "backup" / cbs.RunBackup.STATE).exists()
+        and not (run_dir / "metrics.json").exists()
+    ):
+        for name in (CONFIG, MODEL, "history.json", TOKENIZER, "logs", "checkpoints", "backup"):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        return True
+    diff = []
+    for key in sorted(new):
+        a, b = saved.get(key), new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [
+                f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            diff.append(f"{key}: {a!r} -> {b!r}")
+    text = json.dumps({k: v for k, v in new.items() if k != "name"}, sort_keys=True, default=str)
+    suggestion = f"{run_dir.name}_{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    raise ValueError(
+        f"{run_dir} already holds a run with a different configuration; add --name {suggestion} to keep "
+        f"both runs, or delete the folder to start over (differs in {', '.join(diff)})"
+    )
+
+
+class RunInUseError(RuntimeError):
+    """Another process trains in the run directory."""
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir):
+    """Holds an exclusive `flock` on `<run_dir>/.lock` (which names the holder's pid) while a run trains.
+
+    The lock goes with the process (a crash or SIGKILL releases it). A run directory this start created and
+    left without a config.json (a start that failed before building its model) is removed on exit.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        yield
         return
-    saved = RunConfig.from_json(path)
-    if saved.to_dict() != config.to_dict():
-        diff = sorted(
-            k for k in config.to_dict() if saved.to_dict().get(k) != config.to_dict().get(k)
-        )
-        raise ValueError(
-            f"{run_dir} already holds a run with a different configuration (differs in {diff}); "
-            "use another --workdir/--name, or delete the folder to start over"
-        )
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunInUseError(
+            f"{run_dir} is in use by another training process (pid {holder}); wait for it to end, or "
+            "use another --name"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        if created and not (run_dir / CONFIG).exists():
+            (run_dir / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callbacks=()):
     """Trains `config` in `<workdir>/<run name>/`, selects the best epoch on validation, tests it once.
 
     Args:
-        config: a `RunConfig` (resolved here against the method's preset).
+        config: a `RunConfig` (resolved and validated here against the method's preset).
         workdir: parent folder of the run directory.
         verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
         export: write the SavedModel to `<run>/export`.
@@ -128,20 +207,33 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
 
     Returns:
         `{"test": {metric: value}, "best_epoch", "best_val_loss", ...}` (also written to metrics.json).
+
+    Raises:
+        ValueError: a setting of the wrong type or range, or a run directory holding another configuration.
+        RunInUseError: another process trains in the run directory.
     """
     config = config.resolved()
     run_dir = run_dir_of(config, workdir)
-    _check_existing_config(run_dir, config)
-    for sub in ("logs", "checkpoints", "backup"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    config.to_json(run_dir / CONFIG)
+    with _run_lock(run_dir):
+        return _train_and_evaluate(config, run_dir, verbose, export, callbacks)
 
+
+def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
+    if _check_existing_config(run_dir, config) and verbose:
+        print(f"Cleared {run_dir}: its earlier start never finished an epoch.")
     configure_determinism(config)
     backbone, tokenizer = backbones.load_text_backbone(config.text_backbone)
     data = load_data(config, tokenizer)
     info = data["info"]
     method = registry.get_method(config.method)
     model = method.from_run_config(config, info, backbone)
+    for sub in (
+        "logs",
+        "checkpoints",
+        "backup",
+    ):  # the inputs are good: now the run directory fills
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    config.to_json(run_dir / CONFIG)
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
     save_tokenizer(run_dir / TOKENIZER, backbone, tokenizer)
     model.compile(

@@ -15,11 +15,14 @@ MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)
 def run_seeds(config, seeds=MMSA_SEEDS, workdir="runs", *, verbose=1, export=False):
     """Trains `config` once per seed (`<workdir>/<name>_seed<s>/`) and writes the aggregate.
 
+    `<name>` is `config.name` when given, else the default run name without its seed (so the run of seed s is
+    the one a single run with `--seed s` makes).
+
     Writes `<workdir>/<name>_seeds.json` (per-seed test metrics and the mean/std per metric) and
     `<workdir>/<name>_seeds.md` (the table in the papers' layout). Returns the aggregate dict.
     """
+    base = config.name or config.default_name(with_seed=False)
     config = config.resolved()
-    base = config.name
     per_seed = {}
     for seed in seeds:
         run = dataclasses.replace(config, seed=int(seed), name=f"{base}_seed{seed}")
