@@ -22,6 +22,9 @@ class FakeModel:
         self.stop_training = False
         self.epoch = None
 
+    def lr_decay_groups(self):  # what PlateauMonitor decays when lr_groups is None
+        return ("bert", "main")
+
     def save_weights(self, path, overwrite=True):
         self.saved.append(self.epoch)
 

@@ -267,8 +267,11 @@ def test_cli_process_exit_code_and_debug_traceback(tmp_path):
     )  # as a user's shell has it: the CLI must keep TensorFlow quiet itself
     plain = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert plain.returncode == 2
+    from keras_mmsa.training.registry import METHODS
+
     assert plain.stderr.strip().splitlines() == [
-        "error: unknown method 'nope'; known methods: mmim (run with --debug for the traceback)"
+        f"error: unknown method 'nope'; known methods: {', '.join(METHODS)} "
+        "(run with --debug for the traceback)"
     ]
     debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, env=env, timeout=300)
     assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -35,6 +35,7 @@ _COMMON_TRAIN = dict(
     lr_patience=20,
     lr_factor=0.5,
     log_every=10,  # TensorBoard per-step curves: one point every `log_every` steps
+    backup=True,  # end-of-epoch snapshots in <run>/backup/ (resume); false: none, no resume
 )
 
 PRESETS = {

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+import warnings
 
 import keras
 import numpy as np
@@ -171,6 +172,65 @@ class NaNGuard(keras.callbacks.Callback):
                 )
 
 
+class HistoryLog(keras.callbacks.Callback, Resumable):
+    """The epoch logs, written to `path` (JSON, one list per key plus `epoch`) at every epoch end.
+
+    Keras' `History` lives in memory until `fit` returns, so a killed run lost it, and a resumed run had only the
+    epochs it trained itself. This callback writes the file atomically after every epoch, and its state is part
+    of each `RunBackup` snapshot, so a resumed run continues the history of the snapshot it starts from.
+    """
+
+    state_key = "history"
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.history = {}
+
+    def get_state(self):
+        return self.history
+
+    def set_state(self, state):
+        self.history = {key: list(values) for key, values in state.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        n = epoch  # entries before this epoch: drop any beyond it (a rerun epoch replaces its entry)
+        history = {key: values[:n] for key, values in self.history.items()}
+        for key, value in (logs or {}).items():
+            history.setdefault(key, [])
+            history[key] += [None] * (n - len(history[key]))
+            history[key].append(float(value))
+        history["epoch"] = list(range(1, epoch + 2))
+        self.history = history
+        _atomic_write(self.path, (json.dumps(history, indent=1) + "\n").encode())
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` that writes every epoch's train and validation scalars.
+
+    With an integer `update_freq`, Keras' callback keeps a `tf.summary.record_if(step % update_freq == 0)`
+    context open between batches (its `_push_writer`), and `on_epoch_end` writes the epoch scalars inside it: an
+    epoch's scalars were recorded only when its last global step was a multiple of `update_freq`. Here the epoch
+    scalars (and the `evaluation_*_vs_iterations` ones) are written with recording forced on; the per-step curves
+    keep their frequency.
+    """
+
+    def _log_epoch_metrics(self, epoch, logs):
+        with self.summary.record_if(True):
+            super()._log_epoch_metrics(epoch, logs)
+
+    def on_test_end(self, logs=None):
+        if self.model.optimizer and hasattr(self.model.optimizer, "iterations"):
+            with self._val_writer.as_default(), self.summary.record_if(True):
+                for name, value in (logs or {}).items():
+                    self.summary.scalar(
+                        f"evaluation_{name}_vs_iterations",
+                        value,
+                        step=self.model.optimizer.iterations,
+                    )
+        self._pop_writer()
+
+
 def _all_state_variables(model):
     variables = list(model.variables)
     for group in sorted(getattr(model, "stage_optimizers", {})):
@@ -178,81 +238,151 @@ def _all_state_variables(model):
     return variables
 
 
+_TMP = ".tmp"
+
+
+def _atomic_write(path, data=None, *, write=None):
+    """Writes `path` through a temporary file beside it, flushed to disk, then `os.replace`d over it: a reader
+    (or a process killed mid-write) sees the old file or the new one, never a partial one."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + _TMP)
+    try:
+        with open(tmp, "wb") as f:
+            if write is not None:
+                write(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class BackupError(ValueError):
+    """No usable snapshot in a run's `backup/` folder."""
+
+
 class RunBackup(keras.callbacks.Callback):
     """Atomic end-of-epoch snapshots of the whole training state, and their restoration.
 
-    A snapshot is `epoch-<n>.npz` (every model variable, seed-generator states included, and every optimizer
-    variable, in a fixed order) plus `state.json` naming it, the number of finished epochs and the state of the
-    `Resumable` callbacks. Both are written to temporary files and renamed, `state.json` last, so a process
-    killed at any moment leaves the previous consistent snapshot. `restore()` (called before `fit`) loads it
-    and returns the epoch to start from; a resumed run then reaches the same state as an uninterrupted one
-    (given the same seed and an epoch-indexed data order, `keras_mmsa.data.staging.epoch_stream`).
+    A snapshot `epoch-<n>.npz` holds every model variable (seed-generator states included) and every optimizer
+    variable, in a fixed order, plus the number of finished epochs and the state of the `Resumable` callbacks
+    (the best-epoch counters, the history): each snapshot is complete on its own. Two are kept, the newest and
+    the one before it as a fallback. Every file is written to a temporary name, flushed and renamed, so a
+    process killed at any moment leaves the previous snapshots intact; `state.json` names the newest (for
+    people and scripts; `restore` does not need it).
+
+    `restore()` (called before `fit`) loads the newest snapshot and returns the epoch to start from; if that file
+    is unreadable (truncated, corrupt) it warns in one line and falls back to the older one; if no snapshot is
+    readable it raises `BackupError` naming the files. A resumed run reaches the same state as an uninterrupted
+    one (given the same seed and an epoch-indexed data order, `keras_mmsa.data.staging.epoch_stream`).
 
     Args:
         backup_dir: the run's `backup/` folder.
         resumables: callbacks whose state is saved with the snapshot.
-        keep: snapshots kept on disk (the newest `keep`).
+        keep: snapshots kept on disk: 2 (the newest and a fallback) or 1 (half the disk, no fallback).
     """
 
     STATE = "state.json"
+    META = "__state__"
 
     def __init__(self, backup_dir, resumables=(), keep=2):
         super().__init__()
+        if keep not in (1, 2):
+            raise ValueError(f"RunBackup: keep must be 1 or 2, got {keep}")
         self.backup_dir = pathlib.Path(backup_dir)
         self.resumables = list(resumables)
         self.keep = keep
 
-    def restore(self, model):
-        """Loads the newest snapshot into `model` (built and compiled); returns the epoch to start from."""
-        state_path = self.backup_dir / self.STATE
-        if not state_path.exists():
-            return 0
-        try:
-            state = json.loads(state_path.read_text())
-            arrays = np.load(self.backup_dir / state["weights"])
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(
-                f"backup in {self.backup_dir} is unreadable ({e}); delete the folder to start over"
-            ) from None
-        variables = _all_state_variables(model)
-        if len(arrays.files) != len(variables):
-            raise ValueError(
-                f"backup {self.backup_dir / state['weights']} holds {len(arrays.files)} arrays but the "
-                f"model has {len(variables)} state variables: it belongs to a different configuration"
+    def snapshots(self):
+        """The snapshot files, newest first."""
+        found = [p for p in self.backup_dir.glob("epoch-*.npz") if p.stem.split("-")[1].isdigit()]
+        return sorted(found, key=lambda p: -int(p.stem.split("-")[1]))
+
+    def _remove_leftovers(self):
+        for tmp in self.backup_dir.glob(f"*{_TMP}*"):  # partial files of a killed or failed write
+            tmp.unlink(missing_ok=True)
+
+    def _read(self, path, variables):
+        """(state, arrays) of a snapshot, all arrays read (a truncated file fails here, not half-way through
+        the assignment). Unreadable: OSError/ValueError/...; another configuration: BackupError."""
+        with open(path, "rb") as f:  # np.load(path) leaves the file open when the zip is truncated
+            if f.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz (zip) file")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        if self.META in arrays:
+            state = json.loads(arrays.pop(self.META).tobytes().decode())
+        else:  # written before snapshots held their own state: state.json must name this file
+            state = json.loads((self.backup_dir / self.STATE).read_text())
+            if state.get("weights") != path.name:
+                raise ValueError(f"{self.STATE} describes {state.get('weights')}, not this file")
+        if len(arrays) != len(variables):
+            raise BackupError(
+                f"backup {path} holds {len(arrays)} arrays but the model has {len(variables)} state "
+                "variables: it belongs to a different configuration"
             )
         for i, v in enumerate(variables):
             value = arrays[f"v{i}"]
             if tuple(value.shape) != tuple(v.shape):
-                raise ValueError(
-                    f"backup {self.backup_dir / state['weights']}: array {i} has shape {value.shape}, "
-                    f"variable {v.path} expects {tuple(v.shape)}"
+                raise BackupError(
+                    f"backup {path}: array {i} has shape {value.shape}, variable {v.path} expects "
+                    f"{tuple(v.shape)}"
                 )
-            v.assign(value)
-        for cb in self.resumables:
-            if cb.state_key in state.get("callbacks", {}):
-                cb.set_state(state["callbacks"][cb.state_key])
-        return int(state["epoch"])
+        return state, arrays
+
+    def restore(self, model):
+        """Loads the newest readable snapshot into `model` (built and compiled); returns the epoch to start
+        from (0 without a snapshot)."""
+        if not self.backup_dir.is_dir():
+            return 0
+        self._remove_leftovers()
+        variables = _all_state_variables(model)
+        failed = []
+        for path in self.snapshots():
+            try:
+                state, arrays = self._read(path, variables)
+            except BackupError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any unreadable file: zip, zlib, npy or JSON errors
+                failed.append(f"{path} ({type(e).__name__}: {e})")
+                continue
+            if failed:
+                warnings.warn(
+                    f"backup {failed[-1]} is unreadable; resuming from the older snapshot {path}",
+                    stacklevel=2,
+                )
+            for i, v in enumerate(variables):
+                v.assign(arrays[f"v{i}"])
+            for cb in self.resumables:
+                if cb.state_key in state.get("callbacks", {}):
+                    cb.set_state(state["callbacks"][cb.state_key])
+            return int(state["epoch"])
+        if failed:
+            raise BackupError(
+                f"no readable backup in {self.backup_dir}: {'; '.join(failed)}. Delete {self.backup_dir} "
+                "to start the run over from epoch 1 (or restore a copy of the files)"
+            )
+        return 0
 
     def on_epoch_end(self, epoch, logs=None):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch + 1}.npz"
-        arrays = {
-            f"v{i}": keras.ops.convert_to_numpy(v)
-            for i, v in enumerate(_all_state_variables(self.model))
-        }
-        tmp = self.backup_dir / (name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.backup_dir / name)
         state = {
             "epoch": epoch + 1,
             "weights": name,
             "callbacks": {cb.state_key: cb.get_state() for cb in self.resumables},
         }
-        tmp_state = self.backup_dir / (self.STATE + ".tmp")
-        tmp_state.write_text(json.dumps(state, indent=2))
-        os.replace(tmp_state, self.backup_dir / self.STATE)
-        snapshots = sorted(
-            self.backup_dir.glob("epoch-*.npz"), key=lambda p: int(p.stem.split("-")[1])
-        )
-        for old in snapshots[: -self.keep]:
+        arrays = {
+            f"v{i}": keras.ops.convert_to_numpy(v)
+            for i, v in enumerate(_all_state_variables(self.model))
+        }
+        arrays[self.META] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+        _atomic_write(self.backup_dir / name, write=lambda f: np.savez(f, **arrays))
+        summary = {k: state[k] for k in ("epoch", "weights")}
+        _atomic_write(self.backup_dir / self.STATE, (json.dumps(summary, indent=2) + "\n").encode())
+        for old in self.snapshots()[self.keep :]:
             old.unlink()

@@ -105,9 +105,7 @@ def train_parser():
     )
     from keras_mmsa.training.registry import METHODS
 
-    p.add_argument(
-        "--method", required=True, choices=METHODS, help=f"method name: {', '.join(METHODS)}"
-    )
+    p.add_argument("--method", required=True, help=f"method name: {', '.join(METHODS)}")
     p.add_argument(
         "--dataset", default=None, help="msa builder config: sample (default), mosi_unaligned, ..."
     )

@@ -8,8 +8,9 @@ The run directory `<workdir>/<run name>/` holds:
     logs/                    TensorBoard event files (train/ and validation/): every named loss per step and
                              epoch, the learning rates, the validation metrics
     checkpoints/best.weights.h5   the weights of the best epoch on the validation split
-    backup/                  end-of-epoch snapshots for resuming (see `callbacks.RunBackup`)
-    history.json             the epoch logs
+    backup/                  end-of-epoch snapshots for resuming, the newest and one fallback (see
+                             `callbacks.RunBackup`); none with `train.backup=false`
+    history.json             the epoch logs, written at every epoch end
     metrics.json             test metrics of the best-on-validation weights (the test split is used once)
     export/                  the SavedModel for TF Serving (see `export.py`)
 
@@ -44,6 +45,7 @@ MODEL = "model.json"
 TOKENIZER = "tokenizer"
 BEST = "checkpoints/best.weights.h5"
 LOCK = ".lock"
+HISTORY = "history.json"
 
 
 @dataclasses.dataclass
@@ -227,11 +229,9 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     info = data["info"]
     method = registry.get_method(config.method)
     model = method.from_run_config(config, info, backbone)
-    for sub in (
-        "logs",
-        "checkpoints",
-        "backup",
-    ):  # the inputs are good: now the run directory fills
+    # the inputs are good: now the run directory fills
+    backups = ("backup",) if config.train.get("backup", True) else ()
+    for sub in ("logs", "checkpoints", *backups):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     config.to_json(run_dir / CONFIG)
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
@@ -254,8 +254,18 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
         lr_factor=train.get("lr_factor", 0.5),
         lr_groups=model.lr_decay_groups(),
     )
-    backup = cbs.RunBackup(run_dir / "backup", resumables=[plateau])
-    first_epoch = backup.restore(model)
+    # written at every epoch end, and part of each backup
+    history = cbs.HistoryLog(run_dir / HISTORY)
+    backup = None
+    first_epoch = 0
+    if train.get("backup", True):
+        backup = cbs.RunBackup(run_dir / "backup", resumables=[plateau, history])
+        first_epoch = backup.restore(model)
+    elif verbose:
+        print(
+            "train.backup=false: no end-of-epoch backups, so this run cannot resume; "
+            "re-running it starts over from epoch 1."
+        )
     epochs = int(train["epochs"])
     if first_epoch > 0 and verbose:
         print(f"Resuming {run_dir} from the backup after epoch {first_epoch}.")
@@ -269,7 +279,7 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
             num_examples=data["num_train"],
             stage_fractions=model.stage_schedule(),
         )
-        history = model.fit(
+        model.fit(
             stream,
             validation_data=data["validation"],
             epochs=epochs,
@@ -278,16 +288,16 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
             shuffle=False,  # the stream is already shuffled, per epoch, reproducibly
             callbacks=[
                 plateau,
-                cbs.NaNGuard(run_dir / "backup"),
-                keras.callbacks.TensorBoard(
+                cbs.NaNGuard(run_dir / "backup" if backup else None),
+                cbs.EpochTensorBoard(
                     log_dir=str(run_dir / "logs"), update_freq=int(train["log_every"])
                 ),
                 *callbacks,
-                backup,  # last: it snapshots the state the other callbacks left
+                history,
+                *([backup] if backup else []),  # last: it snapshots the state the others left
             ],
             verbose=verbose,
         )
-        _append_history(run_dir, history.history, first_epoch)
 
     if not (run_dir / BEST).exists():
         raise RuntimeError(f"no best checkpoint was written in {run_dir / BEST}")
@@ -316,19 +326,6 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
 def _stopped_early(plateau, train):
     patience = train.get("patience")
     return patience is not None and plateau.wait >= patience
-
-
-def _append_history(run_dir, history, first_epoch):
-    path = run_dir / "history.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    n = len(next(iter(history.values()), []))
-    for key, values in history.items():
-        merged = old.get(key, [])[:first_epoch]
-        merged += [float(v) for v in values]
-        old[key] = merged
-    old.setdefault("epoch", [])
-    old["epoch"] = list(range(1, first_epoch + n + 1))
-    path.write_text(json.dumps(old, indent=1) + "\n")
 
 
 def predict_split(model, dataset):
