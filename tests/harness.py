@@ -49,7 +49,9 @@ def tiny_mmim(seed=0, batch_size=8, compile=True, **kwargs):
     """A built (and compiled, without XLA) MMIM over `tiny_base`; kwargs go to the base model or to MMIM."""
     keras.utils.set_random_seed(seed)
     base = tiny_base(**{k: v for k, v in kwargs.items() if k in _BASE_ARGS})
-    model = MMIM(base, batch_size=batch_size, **{k: v for k, v in kwargs.items() if k not in _BASE_ARGS})
+    model = MMIM(
+        base, batch_size=batch_size, **{k: v for k, v in kwargs.items() if k not in _BASE_ARGS}
+    )
     model.build(SHAPES)
     if compile:
         model.compile(**MMIM.default_optimizers("sample"), jit_compile=False)
@@ -75,7 +77,9 @@ def check_base_model(base, batch, optimizers):
     clone.set_weights(base.get_weights())
     np.testing.assert_allclose(np.array(clone(x)), prediction, atol=1e-5)
     # a compiled (XLA) call agrees with the eager one
-    jitted = keras.src.backend.tensorflow.core.tf.function(lambda inputs: base(inputs), jit_compile=True)
+    jitted = keras.src.backend.tensorflow.core.tf.function(
+        lambda inputs: base(inputs), jit_compile=True
+    )
     np.testing.assert_allclose(np.array(jitted(x)), prediction, atol=1e-4)
     # groups are disjoint and cover every trainable variable
     groups = base.variable_groups()

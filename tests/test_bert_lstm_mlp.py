@@ -30,7 +30,9 @@ def test_registry_maps_names_to_classes_with_presets():
     assert preset["train"]["lr_main"] == 1e-3 and "alpha" not in preset["model"]
     # the reference code applies encoder dropout only to stacked LSTMs: one layer -> 0.0
     assert preset["model"]["lstm_layers"] == 1 and preset["model"]["dropout_audio"] == 0.0
-    with pytest.raises(ValueError, match="unknown method 'nope'; known methods: mmim, bert_lstm_mlp"):
+    with pytest.raises(
+        ValueError, match="unknown method 'nope'; known methods: mmim, bert_lstm_mlp"
+    ):
         registry.get_method("nope")
 
 

@@ -243,7 +243,10 @@ def test_fit_through_the_public_api_runs_the_papers_schedule(tiny, alternation, 
     ran = []
     record = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: ran.append(
-            (int(model.stage_optimizers["q"].iterations), int(model.stage_optimizers["main"].iterations))
+            (
+                int(model.stage_optimizers["q"].iterations),
+                int(model.stage_optimizers["main"].iterations),
+            )
         )
     )
     model.fit(ds, epochs=1, verbose=0, callbacks=[record])

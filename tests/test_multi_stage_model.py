@@ -316,7 +316,9 @@ def test_plateau_decays_the_declared_groups_and_rejects_unknown_ones(tmp_path):
 def test_learning_rate_schedules_are_logged_and_refused_by_the_plateau_decay(tmp_path):
     model = _model()
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
-    model.compile(optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.SGD(schedule)})
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.SGD(schedule)}
+    )
     history = model.fit(_data(), epochs=1, verbose=0)  # 4 steps: lr after 4 updates = 0.1 * 0.5**4
     assert np.isclose(history.history["lr_model"][0], 0.1 * 0.5**4)
     monitor = PlateauMonitor(tmp_path / "best.weights.h5", lr_patience=1)

@@ -68,7 +68,10 @@ def test_model_keys_cover_the_reference_flags_and_the_base_model():
     keys = set(get_method("mmim").model_keys())
     assert {"variance_free", "entropy_projection", "polarity", "logvar_bound"} <= keys
     assert {"audio_hidden", "standardize", "dropout_fusion"} <= keys  # the base model's settings
-    assert RunConfig(method="mmim", model={"variance_free": True}).resolved().model["variance_free"] is True
+    assert (
+        RunConfig(method="mmim", model={"variance_free": True}).resolved().model["variance_free"]
+        is True
+    )
 
 
 def test_a_base_model_alone_resolves_its_own_presets():

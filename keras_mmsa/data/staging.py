@@ -150,7 +150,9 @@ def scheduled_dataset(x, fractions, *, owner="model", steps_per_epoch=None, has_
     def tagger(k):
         def tag(inputs, *rest):
             if not isinstance(inputs, dict):
-                raise ValueError(f"{hint}; the batches' inputs must be a dict (the spec inputs dict)")
+                raise ValueError(
+                    f"{hint}; the batches' inputs must be a dict (the spec inputs dict)"
+                )
             inputs = dict(inputs)
             inputs[STAGE_KEY] = tf.fill(tf.shape(rest[0])[:1], tf.constant(k, tf.int32))
             return (inputs, *rest)

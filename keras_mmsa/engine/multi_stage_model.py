@@ -74,7 +74,9 @@ class MultiStageModel(StageTrainer, keras.Model):
 
     def task_loss(self, y, y_pred, sample_weight=None):
         """Mean absolute error, weighted by `sample_weight` when given (0 where every weight is 0)."""
-        return weighted_mean(ops.abs(ops.reshape(y_pred, (-1,)) - ops.reshape(y, (-1,))), sample_weight)
+        return weighted_mean(
+            ops.abs(ops.reshape(y_pred, (-1,)) - ops.reshape(y, (-1,))), sample_weight
+        )
 
     def stage_schedule(self):
         """None (every stage on every batch) or one pass fraction per stage (per-epoch alternation)."""
@@ -241,7 +243,6 @@ class MultiStageModel(StageTrainer, keras.Model):
                     self.build_optimizers()
         schedule = self.stage_schedule()
         if schedule is not None:
-
             x = staging.scheduled_dataset(
                 x,
                 schedule,

@@ -56,7 +56,9 @@ def evaluate_run(run_dir, split="test", explain=False, out_dir=None):
     out_dir = pathlib.Path(out_dir or run_dir)
     config, model, tokenizer = load_run(run_dir)
     if explain and not hasattr(model, "explain"):
-        raise ValueError(f"--explain: {type(model).__name__} ({config.method}) has no explanation scores")
+        raise ValueError(
+            f"--explain: {type(model).__name__} ({config.method}) has no explanation scores"
+        )
     info = pipeline.dataset_info(config.dataset, data_dir=config.data_dir)
     ds = pipeline.load(
         config.dataset,
