@@ -203,7 +203,8 @@ def test_backup_writes_are_atomic_and_leftovers_are_removed(tmp_path, monkeypatc
 def test_backup_false_writes_no_snapshot_and_says_resume_is_impossible(data_dir, tmp_path, capsys):
     config = _config(train={"epochs": 1, "log_every": 10}).with_overrides(["train.backup=false"])
     train_and_evaluate(config, tmp_path, verbose=1, export=False)
-    run_dir = tmp_path / RUN
+    run_dir = tmp_path / config.resolved().run_name  # the setting is part of the default name
+    assert run_dir.name != RUN and run_dir.is_dir()
     assert not list(run_dir.rglob("*.npz"))
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1]
     assert "cannot resume" in capsys.readouterr().out
