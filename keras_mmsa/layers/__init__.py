@@ -3,6 +3,7 @@
 from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
 
-__all__ = ["FeatureStandardizer", "MLPFusion", "SequenceEncoder", "TextEncoder"]
+__all__ = ["FeatureStandardizer", "MLPFusion", "SequenceEncoder", "TensorFusion", "TextEncoder"]

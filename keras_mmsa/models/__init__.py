@@ -9,6 +9,7 @@ from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
+from keras_mmsa.models.tfn import TFN
 
 __all__ = [
     "MMIM",
@@ -18,4 +19,5 @@ __all__ = [
     "MultimodalBackbone",
     "Stage",
     "Supervised",
+    "TFN",
 ]

@@ -1,0 +1,321 @@
+"""`TFN`: the Tensor Fusion Network as a base model — unimodal subnetworks, tensor fusion, post-fusion MLP."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_mmsa.configs import tfn as presets
+from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.tensor_fusion import TensorFusion
+from keras_mmsa.layers.text_encoder import TextEncoder
+from keras_mmsa.models.multimodal_backbone import (
+    MultimodalBackbone,
+    build_shapes,
+    check_modalities,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_mmsa")
+class PooledSubNet(keras.layers.Layer):
+    """TFN's acoustic / visual subnetwork: the mean of the valid frames -> batch norm -> dropout -> 3 ReLU layers.
+
+    Called on zero-padded frames `[B, T, D]` and their lengths `[B]`; returns `[B, hidden_dim]`. The mean runs
+    over the first `lengths[b]` frames only (lengths are clipped to `[1, T]`).
+
+    Args:
+        hidden_dim: width of the three dense layers (the output size).
+        dropout: dropout rate after the batch normalisation.
+        **kwargs: base layer arguments.
+
+    Example:
+    >>> net = PooledSubNet(hidden_dim=8)
+    >>> net(keras.random.normal((2, 10, 5)), keras.ops.array([3, 10])).shape
+    (2, 8)
+
+    Reference:
+        Zadeh et al. 2017 (TFN), §3.1 "Audio / Visual Embedding Subnetwork": features averaged over the
+        utterance, then a deep network of three ReLU layers of equal width.
+    """
+
+    def __init__(self, hidden_dim, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        # PyTorch's BatchNorm1d defaults (momentum 0.1 on the new statistic, eps 1e-5).
+        self.norm = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="norm"
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.dense = [
+            keras.layers.Dense(
+                hidden_dim, activation="relu", dtype=self.dtype_policy, name=f"dense_{i}"
+            )
+            for i in range(3)
+        ]
+
+    def build(self, frames_shape, lengths_shape=None):
+        shape = (frames_shape[0], frames_shape[-1])
+        self.norm.build(shape)
+        for layer in self.dense:
+            layer.build(shape)
+            shape = (shape[0], self.hidden_dim)
+        self.built = True
+
+    def call(self, frames, lengths, training=None):
+        frames = ops.convert_to_tensor(frames, dtype=self.compute_dtype)
+        steps = ops.shape(frames)[1]
+        lengths = ops.clip(ops.cast(lengths, "int32"), 1, steps)
+        mask = ops.cast(ops.arange(steps)[None, :] < lengths[:, None], frames.dtype)
+        pooled = (
+            ops.sum(frames * mask[..., None], axis=1) / ops.cast(lengths, frames.dtype)[:, None]
+        )
+        h = self.dropout_layer(self.norm(pooled, training=training), training=training)
+        for layer in self.dense:
+            h = layer(h)
+        return h
+
+    def compute_output_shape(self, frames_shape, lengths_shape=None):
+        return (frames_shape[0], self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_dim": self.hidden_dim, "dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_mmsa")
+class TFN(MultimodalBackbone):
+    """The Tensor Fusion Network (Zadeh et al. 2017) in the form of MMSA's port, as a base model.
+
+    - `encode`: h_t = a text LSTM (`SequenceEncoder`, final state of the valid tokens -> dropout -> Dense
+      `text_out`) over the sequence output of a FROZEN KerasHub text backbone (MMSA feeds fixed BERT features;
+      the backbone is part of the model, runs in inference mode and is never trained); h_a / h_v =
+      `PooledSubNet`s: the mean of the valid frames -> batch norm -> dropout -> three ReLU layers of width
+      `audio_hidden` / `vision_hidden`.
+    - `fuse`: the tensor fusion `flatten([h_t; 1] ⊗ [h_a; 1] ⊗ [h_v; 1])` (`TensorFusion`, over the used
+      modalities: text + audio gives `(text_out + 1)(audio_hidden + 1)` features, text alone `text_out + 1`),
+      then the post-fusion network: dropout -> ReLU dense -> ReLU dense, both `post_fusion_dim` wide. z is the
+      output of that second layer, so `fusion_dim = post_fusion_dim`: the representation that the final linear
+      map reads (MDM's Z_avl, on which a method puts its critic). The flattened tensor itself
+      (`fusion_tensor(h)`, `tensor_dim` features: 140,481 for MOSI's sizes) is available for inspection.
+    - `head`: a linear layer to one unit, squashed by a sigmoid into `output_range` (MMSA: (-3, 3) for every
+      dataset); `output_range=None` leaves it linear. y has shape `[B]`.
+
+    One variable group, `"main"`: every trainable variable (the text backbone is frozen).
+
+    Departures from MMSA's port, on purpose: the acoustic/visual mean runs over the valid frames (MMSA averages
+    over the zero-padded length, which shrinks short clips' features); the text LSTM stops at the last real
+    token (MMSA's runs over the padding); the flattened tensor's order is `[h; 1]` per modality, text first
+    (the paper's; MMSA prepends the 1 and orders audio, vision, text) — a permutation of the same features.
+
+    Args:
+        text_backbone: a KerasHub backbone (e.g. from `keras_mmsa.backbones.load_text_backbone`) or a
+            `TextEncoder` with `output_mode="sequence"`; it is frozen here.
+        audio_dim: feature size of the acoustic frames (None: no audio).
+        vision_dim: feature size of the visual frames (None: no vision).
+        modalities: the modalities used (must contain "text"); default: every one with a dimension.
+        text_hidden: units of the text LSTM.
+        audio_hidden, vision_hidden: widths of the acoustic / visual subnetworks (sizes of h_a, h_v).
+        text_out: size of h_t.
+        post_fusion_dim: width of the two post-fusion layers (size of z).
+        text_layers: stacked layers of the text LSTM.
+        dropout_text: dropout on the text LSTM's final state (and between stacked layers).
+        dropout_audio, dropout_vision: dropout after the acoustic / visual batch normalisation.
+        dropout_fusion: dropout on the fusion tensor.
+        output_range: `(low, high)` of the prediction (a scaled sigmoid), or None for a linear output.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    backbone, tokenizer = keras_mmsa.backbones.load_text_backbone("tiny")
+    base = TFN(backbone, audio_dim=5, vision_dim=20)
+    batch, label = next(iter(keras_mmsa.data.load("sample", "train", 8, text_backbone=tokenizer)))
+    out = base.forward(batch)  # {"h": {...}, "z": [8, 64], "prediction": [8]}
+    ```
+
+    Reference:
+        Zadeh, Chen, Poria, Cambria, Morency. "Tensor Fusion Network for Multimodal Sentiment Analysis".
+        EMNLP 2017, §3 (eq. 1–2). Hyper-parameters and subnetworks as in MMSA (Yu et al.;
+        `MMSA/models/singleTask/TFN.py`, `config/config_regression.json`).
+    """
+
+    def __init__(
+        self,
+        text_backbone,
+        audio_dim=None,
+        vision_dim=None,
+        modalities=None,
+        text_hidden=128,
+        audio_hidden=32,
+        vision_hidden=128,
+        text_out=32,
+        post_fusion_dim=64,
+        text_layers=1,
+        dropout_text=0.0,
+        dropout_audio=0.3,
+        dropout_vision=0.3,
+        dropout_fusion=0.5,
+        output_range=(-3.0, 3.0),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if modalities is None:
+            modalities = ["text"] + [
+                m for m, d in (("audio", audio_dim), ("vision", vision_dim)) if d is not None
+            ]
+        modalities = check_modalities(
+            modalities,
+            {"audio": audio_dim, "vision": vision_dim},
+            owner=type(self).__name__,
+            needs=("text",),
+        )
+        if output_range is not None:
+            output_range = [float(v) for v in output_range]
+            if len(output_range) != 2 or not output_range[0] < output_range[1]:
+                raise ValueError(
+                    f"output_range must be (low, high) with low < high; got {output_range}"
+                )
+        self.audio_dim = audio_dim
+        self.vision_dim = vision_dim
+        self.modalities = modalities
+        self.text_hidden = text_hidden
+        self.audio_hidden = audio_hidden
+        self.vision_hidden = vision_hidden
+        self.text_out = text_out
+        self.post_fusion_dim = post_fusion_dim
+        self.text_layers = text_layers
+        self.dropout_text = dropout_text
+        self.dropout_audio = dropout_audio
+        self.dropout_vision = dropout_vision
+        self.dropout_fusion = dropout_fusion
+        self.output_range = output_range
+
+        if isinstance(text_backbone, TextEncoder):
+            if text_backbone.output_mode != "sequence":
+                raise ValueError(
+                    f"TFN reads the text backbone's sequence output; got a TextEncoder with "
+                    f"output_mode={text_backbone.output_mode!r}"
+                )
+            self.text_encoder = text_backbone
+        else:
+            self.text_encoder = TextEncoder(
+                text_backbone, output_mode="sequence", name="text_encoder"
+            )
+        self.text_encoder.trainable = False
+        self.text_dim = self.text_encoder.backbone.hidden_dim
+        self.text_subnet = SequenceEncoder(
+            text_hidden,
+            text_out,
+            num_layers=text_layers,
+            dropout=dropout_text,
+            name="text_subnet",
+        )
+        self.feature_dims = {"text": text_out}
+        self.subnets = {}
+        for m in ("audio", "vision"):
+            if m in modalities:
+                width = audio_hidden if m == "audio" else vision_hidden
+                dropout = dropout_audio if m == "audio" else dropout_vision
+                self.feature_dims[m] = width
+                self.subnets[m] = PooledSubNet(width, dropout=dropout, name=f"{m}_subnet")
+        self.tensor_fusion = TensorFusion(name="tensor_fusion")
+        self.tensor_dim = 1
+        for m in modalities:
+            self.tensor_dim *= self.feature_dims[m] + 1
+        self.fusion_dim = post_fusion_dim
+        self.fusion_dropout = keras.layers.Dropout(dropout_fusion, dtype=self.dtype_policy)
+        self.post_fusion_1 = keras.layers.Dense(
+            post_fusion_dim, activation="relu", dtype=self.dtype_policy, name="post_fusion_1"
+        )
+        self.post_fusion_2 = keras.layers.Dense(
+            post_fusion_dim, activation="relu", dtype=self.dtype_policy, name="post_fusion_2"
+        )
+        self.output_layer = keras.layers.Dense(1, dtype=self.dtype_policy, name="output")
+
+    # ------------------------------------------------------------------ the contract
+    def encode(self, x, training=False):
+        # The frozen backbone stands for MMSA's fixed BERT features: always in inference mode (no dropout).
+        tokens = self.text_encoder(x, training=False)
+        lengths = ops.sum(ops.cast(x["padding_mask"], "int32"), axis=1)
+        h = {"text": self.text_subnet(tokens, lengths, training=training)}
+        for m, net in self.subnets.items():
+            h[m] = net(x[m], x[f"{m}_lengths"], training=training)
+        return h
+
+    def fusion_tensor(self, h):
+        """The flattened tensor fusion `[B, tensor_dim]` of the unimodal vectors `h` (before the MLP)."""
+        return self.tensor_fusion([h[m] for m in self.modalities])
+
+    def fuse(self, h, training=False):
+        z = self.fusion_dropout(self.fusion_tensor(h), training=training)
+        return self.post_fusion_2(self.post_fusion_1(z))
+
+    def head(self, z, training=False):
+        y = ops.squeeze(self.output_layer(z), axis=-1)
+        if self.output_range is None:
+            return y
+        low, high = self.output_range
+        return ops.sigmoid(y) * (high - low) + low
+
+    # ------------------------------------------------------------------ workflow protocol
+    @classmethod
+    def preset(cls, dataset):
+        return presets.get_preset(dataset)
+
+    @classmethod
+    def init_kwargs(cls, config, info, text_backbone):
+        """`__init__` arguments from a resolved run config (the base-model keys of `config.model`)."""
+        keys = set(presets.MODEL_KEYS)
+        return dict(
+            text_backbone=text_backbone,
+            audio_dim=info.audio_dim,
+            vision_dim=info.vision_dim,
+            modalities=config.modalities or list(info.modalities),
+            **{k: v for k, v in config.model.items() if k in keys},
+        )
+
+    @classmethod
+    def from_run_config(cls, config, info, text_backbone):
+        from keras_mmsa.models.supervised import Supervised
+
+        base = cls(**cls.init_kwargs(config, info, text_backbone))
+        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
+        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
+        return model
+
+    @classmethod
+    def optimizers_from_settings(cls, train):
+        """One Adam for "main" (`lr_main`, decoupled `weight_decay`; MMSA's TFN: plain Adam, no decay)."""
+        wd = train.get("weight_decay") or None
+        return {"main": keras.optimizers.Adam(train["lr_main"], weight_decay=wd, name="adam_main")}
+
+    # ------------------------------------------------------------------ serialization
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "text_backbone": keras.saving.serialize_keras_object(self.text_encoder),
+                "audio_dim": self.audio_dim,
+                "vision_dim": self.vision_dim,
+                "modalities": list(self.modalities),
+                "text_hidden": self.text_hidden,
+                "audio_hidden": self.audio_hidden,
+                "vision_hidden": self.vision_hidden,
+                "text_out": self.text_out,
+                "post_fusion_dim": self.post_fusion_dim,
+                "text_layers": self.text_layers,
+                "dropout_text": self.dropout_text,
+                "dropout_audio": self.dropout_audio,
+                "dropout_vision": self.dropout_vision,
+                "dropout_fusion": self.dropout_fusion,
+                "output_range": None if self.output_range is None else list(self.output_range),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
+        return cls(**config)
