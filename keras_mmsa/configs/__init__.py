@@ -1,6 +1,6 @@
 """Per method x dataset hyper-parameters (the papers' tables), as data."""
 
-from keras_mmsa.configs import bert_lstm_mlp, mmim
+from keras_mmsa.configs import bert_lstm_mlp, lmf, mmim
 from keras_mmsa.configs.families import FAMILY_OF
 
-__all__ = ["FAMILY_OF", "bert_lstm_mlp", "mmim"]
+__all__ = ["FAMILY_OF", "bert_lstm_mlp", "lmf", "mmim"]

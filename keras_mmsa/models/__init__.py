@@ -6,11 +6,13 @@ alone, task loss only) and `MMIM`.
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
+from keras_mmsa.models.lmf import LMF
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
 
 __all__ = [
+    "LMF",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

@@ -15,6 +15,7 @@ import importlib
 _CLASSES = {
     "mmim": "keras_mmsa.models.mmim:MMIM",
     "bert_lstm_mlp": "keras_mmsa.models.bert_lstm_mlp:BertLSTMMLP",
+    "lmf": "keras_mmsa.models.lmf:LMF",
 }
 METHODS = tuple(_CLASSES)
 
