@@ -1,9 +1,17 @@
 """Building blocks: sequence encoders with lengths, the BERT text encoder, fusion networks."""
 
 from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
+from keras_mmsa.layers.low_rank_fusion import LowRankFusion
 from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
 
-__all__ = ["FeatureStandardizer", "MLPFusion", "SequenceEncoder", "TensorFusion", "TextEncoder"]
+__all__ = [
+    "FeatureStandardizer",
+    "LowRankFusion",
+    "MLPFusion",
+    "SequenceEncoder",
+    "TensorFusion",
+    "TextEncoder",
+]

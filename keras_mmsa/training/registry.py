@@ -16,6 +16,7 @@ _CLASSES = {
     "mmim": "keras_mmsa.models.mmim:MMIM",
     "bert_lstm_mlp": "keras_mmsa.models.bert_lstm_mlp:BertLSTMMLP",
     "tfn": "keras_mmsa.models.tfn:TFN",
+    "lmf": "keras_mmsa.models.lmf:LMF",
 }
 METHODS = tuple(_CLASSES)
 

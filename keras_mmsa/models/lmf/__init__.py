@@ -1,0 +1,3 @@
+from keras_mmsa.models.lmf.lmf import LMF
+
+__all__ = ["LMF"]

@@ -1,0 +1,286 @@
+"""`LMF`: Low-rank Multimodal Fusion — frozen-BERT text LSTM, time-averaged audio/vision MLPs, low-rank fusion."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_mmsa.configs import lmf as presets
+from keras_mmsa.layers.low_rank_fusion import LowRankFusion
+from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.text_encoder import TextEncoder
+from keras_mmsa.models.multimodal_backbone import (
+    MultimodalBackbone,
+    build_shapes,
+    check_modalities,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_mmsa")
+class LMF(MultimodalBackbone):
+    """Low-rank Multimodal Fusion (Liu et al. 2018) over a frozen KerasHub text backbone, as MMSA runs it.
+
+    Encoders (MMSA's LMF subnetworks):
+    - text: the frozen backbone's last hidden states `[B, L, H]` (MMSA feeds precomputed BERT features) into an
+      LSTM over the real tokens (`padding_mask`), its final state -> dropout -> Dense to `text_out`;
+    - audio / vision: the mean of the valid frames (MMSA averages the unaligned features over time before the
+      model) -> batch normalisation -> dropout -> three ReLU Dense layers of `audio_hidden` / `vision_hidden`.
+    `encode` -> `{"text": h_t, "audio": h_a, "vision": h_v}` (the used modalities).
+
+    Fusion and head. As in MMSA's LMF for regression, the low-rank fusion (`LowRankFusion`, output size 1) is
+    itself the output layer: each `h_m` with a 1 appended is projected by `rank` factors, the projections are
+    multiplied over the modalities, and the `rank` products are combined by the fusion weights plus a bias.
+    `fuse` -> z = the `rank` products `prod_m (W_m^(i) [h_m; 1])`, `[B, rank]` (`fusion_dim == rank`; MMSA's
+    `Feature_f`), and `head` -> y = `w . dropout(z) + b` `[B]`, a linear map of z (MDM's `A_θp`).
+
+    The text backbone is a fixed feature extractor: it is not trainable and always runs in inference mode
+    (no dropout), like MMSA's precomputed features. Variable groups: `"factors"` (the fusion factors, fusion
+    weights and bias: MMSA's `factor_lr`) and `"main"` (the subnetworks: MMSA's `learning_rate`).
+
+    Departures from MMSA's code: frames are averaged over each clip's valid frames (MMSA divides the sum by the
+    padded length, so short clips get smaller features) and the text LSTM stops at the last real token (MMSA's
+    runs over the padding); MMSA's optimizer leaves the fusion weights and bias out of both parameter groups
+    (it takes parameters `[:3]` and `[5:]`), so they keep their random initialisation — here they train, in
+    `"factors"`.
+
+    Args:
+        text_backbone: a KerasHub backbone (e.g. from `keras_mmsa.backbones.load_text_backbone`) or a
+            `TextEncoder` with `output_mode="sequence"`; it is frozen.
+        audio_dim: feature size of the acoustic frames (None: no audio).
+        vision_dim: feature size of the visual frames (None: no vision).
+        modalities: the modalities used (must contain "text"); default: every one with a dimension.
+        text_hidden: LSTM units of the text subnetwork.
+        text_out: size of h_t (MMSA: `text_hidden // 2`).
+        audio_hidden, vision_hidden: width of the audio / vision MLPs (the sizes of h_a, h_v).
+        dropout_text: dropout on the text LSTM's final state.
+        dropout_audio, dropout_vision: dropout after the batch normalisation of the averaged frames.
+        dropout_fusion: dropout on z before the head (MMSA creates one but never applies it).
+        rank: number of low-rank factors per modality (the size of z).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    backbone, tokenizer = keras_mmsa.backbones.load_text_backbone("tiny")
+    base = LMF(backbone, audio_dim=5, vision_dim=20, rank=3)
+    batch, label = next(iter(keras_mmsa.data.load("sample", "train", 8, text_backbone=tokenizer)))
+    out = base.forward(batch)  # {"h": {...}, "z": [8, 3], "prediction": [8]}
+    ```
+
+    Reference:
+        Liu, Shen, Lakshminarasimhan, Liang, Zadeh, Morency. "Efficient Low-rank Multimodal Fusion with
+        Modality-Specific Factors". ACL 2018, §3, eq. 5-7; MMSA's port (THUIAR/MMSA,
+        `models/singleTask/LMF.py`, `config/config_regression.json`).
+    """
+
+    def __init__(
+        self,
+        text_backbone,
+        audio_dim=None,
+        vision_dim=None,
+        modalities=None,
+        text_hidden=128,
+        text_out=64,
+        audio_hidden=16,
+        vision_hidden=128,
+        dropout_text=0.0,
+        dropout_audio=0.3,
+        dropout_vision=0.3,
+        dropout_fusion=0.0,
+        rank=3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if modalities is None:
+            modalities = ["text"] + [
+                m for m, d in (("audio", audio_dim), ("vision", vision_dim)) if d is not None
+            ]
+        modalities = check_modalities(
+            modalities,
+            {"audio": audio_dim, "vision": vision_dim},
+            owner=type(self).__name__,
+            needs=("text",),
+        )
+        self.audio_dim = audio_dim
+        self.vision_dim = vision_dim
+        self.modalities = modalities
+        self.text_hidden = text_hidden
+        self.text_out = text_out
+        self.audio_hidden = audio_hidden
+        self.vision_hidden = vision_hidden
+        self.dropout_text = dropout_text
+        self.dropout_audio = dropout_audio
+        self.dropout_vision = dropout_vision
+        self.dropout_fusion = dropout_fusion
+        self.rank = rank
+
+        if isinstance(text_backbone, TextEncoder):
+            if text_backbone.output_mode != "sequence":
+                raise ValueError(
+                    f"LMF needs a TextEncoder with output_mode='sequence'; got {text_backbone.output_mode!r}"
+                )
+            self.text_encoder = text_backbone
+        else:
+            self.text_encoder = TextEncoder(
+                text_backbone, output_mode="sequence", name="text_encoder"
+            )
+        self.text_encoder.trainable = False
+        self.text_subnet = SequenceEncoder(
+            text_hidden, text_out, dropout=dropout_text, name="text_subnet"
+        )
+        self.feature_dims = {"text": text_out}
+        self.subnets = {}
+        for m in ("audio", "vision"):
+            if m in modalities:
+                width = audio_hidden if m == "audio" else vision_hidden
+                rate = dropout_audio if m == "audio" else dropout_vision
+                self.feature_dims[m] = width
+                self.subnets[m] = _AveragedMLP(
+                    width, rate, dtype=self.dtype_policy, name=f"{m}_subnet"
+                )
+        self.fusion = LowRankFusion(output_dim=1, rank=rank, name="fusion")
+        self.fusion_dropout = keras.layers.Dropout(dropout_fusion, dtype=self.dtype_policy)
+        self.fusion_dim = rank
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # `fuse`/`head` reach into the fusion layer's parts, so build it here, under its own name scope.
+        self.fusion.build([(None, self.feature_dims[m]) for m in self.modalities])
+        super().build(input_shape)
+
+    # ------------------------------------------------------------------ the contract
+    def encode(self, x, training=False):
+        sequence = self.text_encoder(x, training=False)  # a fixed feature extractor
+        lengths = ops.sum(ops.cast(x["padding_mask"], "int32"), axis=-1)
+        h = {"text": self.text_subnet(sequence, lengths, training=training)}
+        for m, subnet in self.subnets.items():
+            h[m] = subnet(x[m], x[f"{m}_lengths"], training=training)
+        return h
+
+    def fuse(self, h, training=False):
+        return self.fusion.rank_products([h[m] for m in self.modalities])[..., 0]
+
+    def head(self, z, training=False):
+        z = self.fusion_dropout(z, training=training)
+        return self.fusion.combine(z[..., None])[..., 0]
+
+    def variable_groups(self):
+        factors = list(self.fusion.trainable_variables)
+        taken = {id(v) for v in factors}
+        return {
+            "factors": factors,
+            "main": [v for v in self.trainable_variables if id(v) not in taken],
+        }
+
+    # ------------------------------------------------------------------ workflow protocol
+    @classmethod
+    def preset(cls, dataset):
+        return presets.get_preset(dataset)
+
+    @classmethod
+    def init_kwargs(cls, config, info, text_backbone):
+        """`__init__` arguments from a resolved run config (the base-model keys of `config.model`)."""
+        keys = set(presets.MODEL_KEYS)
+        return dict(
+            text_backbone=text_backbone,
+            audio_dim=info.audio_dim,
+            vision_dim=info.vision_dim,
+            modalities=config.modalities or list(info.modalities),
+            **{k: v for k, v in config.model.items() if k in keys},
+        )
+
+    @classmethod
+    def from_run_config(cls, config, info, text_backbone):
+        from keras_mmsa.models.supervised import Supervised
+
+        base = cls(**cls.init_kwargs(config, info, text_backbone))
+        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
+        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
+        return model
+
+    @classmethod
+    def optimizers_from_settings(cls, train):
+        """Adam for "factors" (`lr_factors`) and "main" (`lr_main`); the L2 penalty becomes decoupled weight decay."""
+        wd = train["weight_decay"]
+        return {
+            "factors": keras.optimizers.Adam(
+                train["lr_factors"], weight_decay=wd, name="adam_factors"
+            ),
+            "main": keras.optimizers.Adam(train["lr_main"], weight_decay=wd, name="adam_main"),
+        }
+
+    # ------------------------------------------------------------------ serialization
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "text_backbone": keras.saving.serialize_keras_object(self.text_encoder),
+                "audio_dim": self.audio_dim,
+                "vision_dim": self.vision_dim,
+                "modalities": list(self.modalities),
+                "text_hidden": self.text_hidden,
+                "text_out": self.text_out,
+                "audio_hidden": self.audio_hidden,
+                "vision_hidden": self.vision_hidden,
+                "dropout_text": self.dropout_text,
+                "dropout_audio": self.dropout_audio,
+                "dropout_vision": self.dropout_vision,
+                "dropout_fusion": self.dropout_fusion,
+                "rank": self.rank,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
+        return cls(**config)
+
+
+class _AveragedMLP(keras.layers.Layer):
+    """MMSA's audio/vision subnetwork over zero-padded frames: mean of the valid frames -> batch norm ->
+    dropout -> three ReLU Dense layers of `hidden_dim` (built by `LMF`, serialized through its config)."""
+
+    def __init__(self, hidden_dim, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        # PyTorch's BatchNorm1d defaults: running-average momentum 0.1, epsilon 1e-5.
+        self.norm = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="norm"
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.dense = [
+            keras.layers.Dense(
+                hidden_dim, activation="relu", dtype=self.dtype_policy, name=f"linear_{i}"
+            )
+            for i in (1, 2, 3)
+        ]
+
+    def build(self, frames_shape, lengths_shape=None):
+        width = frames_shape[-1]
+        self.norm.build((None, width))
+        for layer in self.dense:
+            layer.build((None, width))
+            width = self.hidden_dim
+        self.built = True
+
+    def call(self, frames, lengths, training=None):
+        frames = ops.convert_to_tensor(frames, dtype=self.compute_dtype)
+        steps = ops.shape(frames)[1]
+        lengths = ops.clip(ops.cast(lengths, "int32"), 1, steps)
+        mask = ops.cast(ops.arange(steps)[None, :] < lengths[:, None], frames.dtype)
+        mean = ops.sum(frames * mask[..., None], axis=1) / ops.cast(lengths, frames.dtype)[:, None]
+        h = self.dropout_layer(self.norm(mean, training=training), training=training)
+        for layer in self.dense:
+            h = layer(h)
+        return h
+
+    def compute_output_shape(self, frames_shape, lengths_shape=None):
+        return (frames_shape[0], self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"hidden_dim": self.hidden_dim, "dropout": self.dropout})
+        return config
