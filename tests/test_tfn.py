@@ -6,9 +6,8 @@ import pytest
 from harness import check_base_model, spec_batch
 
 from keras_mmsa import backbones
-from keras_mmsa.layers import TensorFusion
+from keras_mmsa.layers import PooledSubNet, TensorFusion
 from keras_mmsa.models import TFN, Supervised
-from keras_mmsa.models.tfn import PooledSubNet
 from keras_mmsa.training import RunConfig, registry
 
 TINY = dict(text_hidden=8, audio_hidden=4, vision_hidden=6, text_out=5, post_fusion_dim=7)

@@ -3,6 +3,7 @@
 from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.low_rank_fusion import LowRankFusion
 from keras_mmsa.layers.mlp_fusion import MLPFusion
+from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
@@ -11,6 +12,7 @@ __all__ = [
     "FeatureStandardizer",
     "LowRankFusion",
     "MLPFusion",
+    "PooledSubNet",
     "SequenceEncoder",
     "TensorFusion",
     "TextEncoder",

@@ -86,21 +86,52 @@ class MultimodalBackbone(keras.layers.Layer):
         self.built = True
 
     # ------------------------------------------------------------------ workflow protocol
+    # The module of the base model's presets (`keras_mmsa.configs.<name>`: `get_preset`, `MODEL_KEYS`).
+    presets = None
+
     @classmethod
     def preset(cls, dataset):
-        raise NotImplementedError(f"{cls.__name__} has no presets")
+        if cls.presets is None:
+            raise NotImplementedError(f"{cls.__name__} has no presets")
+        return cls.presets.get_preset(dataset)
 
     @classmethod
     def model_keys(cls):
-        return tuple(cls.preset("sample")["model"])
+        return tuple(cls.presets.MODEL_KEYS)
+
+    @classmethod
+    def init_kwargs(cls, config, info, text_backbone):
+        """`__init__` arguments from a resolved run config: the dataset's feature sizes and modalities, the
+        text backbone, and the base model's keys of `config.model` (a method's own keys are left out)."""
+        keys = set(cls.model_keys())
+        return dict(
+            text_backbone=text_backbone,
+            audio_dim=info.audio_dim,
+            vision_dim=info.vision_dim,
+            modalities=config.modalities or list(info.modalities),
+            **{k: v for k, v in config.model.items() if k in keys},
+        )
 
     @classmethod
     def from_run_config(cls, config, info, text_backbone):
-        raise NotImplementedError(f"{cls.__name__} cannot be built from a run config")
+        """The base model alone (`Supervised`, task loss only), built for the run's padded shapes."""
+        from keras_mmsa.models.supervised import Supervised
+
+        base = cls(**cls.init_kwargs(config, info, text_backbone))
+        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
+        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
+        return model
 
     @classmethod
     def optimizers_from_settings(cls, train):
         raise NotImplementedError(f"{cls.__name__} has no default optimizers")
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("text_backbone"), dict):
+            config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
+        return cls(**config)
 
 
 def check_modalities(modalities, available, *, owner, needs=()):
@@ -127,3 +158,21 @@ def build_shapes(info, config, audio_dim=None, vision_dim=None):
         "audio": (None, lengths.get("audio"), audio_dim),
         "vision": (None, lengths.get("vision"), vision_dim),
     }
+
+
+def frozen_sequence_encoder(text_backbone, *, owner):
+    """A frozen `TextEncoder` giving the backbone's last-layer sequence `[B, L, H]` (the BERT features that
+    MMSA's pickles store for the non-BERT models); a given `TextEncoder` must be in `"sequence"` mode."""
+    from keras_mmsa.layers.text_encoder import TextEncoder
+
+    if isinstance(text_backbone, TextEncoder):
+        if text_backbone.output_mode != "sequence":
+            raise ValueError(
+                f"{owner} reads the text backbone's sequence output; got a TextEncoder with "
+                f"output_mode={text_backbone.output_mode!r}"
+            )
+        encoder = text_backbone
+    else:
+        encoder = TextEncoder(text_backbone, output_mode="sequence", name="text_encoder")
+    encoder.trainable = False
+    return encoder

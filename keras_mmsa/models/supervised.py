@@ -5,11 +5,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_mmsa.engine import MultiStageModel, Stage, weighted_mean
+from keras_mmsa.engine import Stage, weighted_mean
+from keras_mmsa.models.backbone_method import BackboneMethod
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
-class Supervised(MultiStageModel):
+class Supervised(BackboneMethod):
     """Trains a `MultimodalBackbone` on the task loss only: one stage updating every group of the base model.
 
     The task loss is the mean absolute error (the MSA convention: MMSA, MMIM, Self-MM), weighted by the
@@ -35,33 +36,11 @@ class Supervised(MultiStageModel):
         self.backbone = backbone
         self.clipnorm = clipnorm
 
-    # Inputs/feature sizes of the base model (read by the workflow: export signatures, build shapes).
-    @property
-    def modalities(self):
-        return self.backbone.modalities
-
-    @property
-    def audio_dim(self):
-        return self.backbone.audio_dim
-
-    @property
-    def vision_dim(self):
-        return self.backbone.vision_dim
-
-    def input_keys(self):
-        return self.backbone.input_keys()
-
     def build(self, input_shape=None):
         if self.built:
             return
         self.backbone.build(input_shape)
         self.built = True
-
-    def call(self, x, training=False):
-        return self.backbone(x, training=training)
-
-    def adapt(self, dataset):
-        self.backbone.adapt(dataset)
 
     # ------------------------------------------------------------------ engine contract
     def stages(self):
@@ -69,9 +48,6 @@ class Supervised(MultiStageModel):
 
     def variable_groups(self):
         return self.backbone.variable_groups()
-
-    def compute_features(self, x, training=False):
-        return self.backbone.forward(x, training=training)
 
     def compute_stage_losses(self, stage, features, x, y, sample_weight=None, training=False):
         error = ops.abs(features["prediction"] - ops.reshape(ops.cast(y, "float32"), (-1,)))

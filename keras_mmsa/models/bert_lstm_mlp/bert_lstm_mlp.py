@@ -11,7 +11,6 @@ from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.text_encoder import TextEncoder
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
-    build_shapes,
     check_modalities,
 )
 
@@ -59,6 +58,8 @@ class BertLSTMMLP(MultimodalBackbone):
         Han, Chen, Poria. "Improving Multimodal Fusion with Hierarchical Mutual Information Maximization for
         Multimodal Sentiment Analysis". EMNLP 2021, §3.2–3.3, eq. 1–2.
     """
+
+    presets = presets
 
     def __init__(
         self,
@@ -173,31 +174,6 @@ class BertLSTMMLP(MultimodalBackbone):
 
     # ------------------------------------------------------------------ workflow protocol
     @classmethod
-    def preset(cls, dataset):
-        return presets.get_preset(dataset)
-
-    @classmethod
-    def init_kwargs(cls, config, info, text_backbone):
-        """`__init__` arguments from a resolved run config (the base-model keys of `config.model`)."""
-        keys = set(presets.MODEL_KEYS)
-        return dict(
-            text_backbone=text_backbone,
-            audio_dim=info.audio_dim,
-            vision_dim=info.vision_dim,
-            modalities=config.modalities or list(info.modalities),
-            **{k: v for k, v in config.model.items() if k in keys},
-        )
-
-    @classmethod
-    def from_run_config(cls, config, info, text_backbone):
-        from keras_mmsa.models.supervised import Supervised
-
-        base = cls(**cls.init_kwargs(config, info, text_backbone))
-        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
-        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
-        return model
-
-    @classmethod
     def optimizers_from_settings(cls, train):
         """Adam for "bert" (`lr_bert`) and "main" (`lr_main`); the L2 penalty becomes decoupled weight decay."""
         wd = train["weight_decay"]
@@ -229,12 +205,6 @@ class BertLSTMMLP(MultimodalBackbone):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
-        return cls(**config)
 
 
 def _modality_frames(dataset, m):

@@ -7,12 +7,12 @@ from keras import ops
 
 from keras_mmsa.configs import lmf as presets
 from keras_mmsa.layers.low_rank_fusion import LowRankFusion
+from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
-from keras_mmsa.layers.text_encoder import TextEncoder
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
-    build_shapes,
     check_modalities,
+    frozen_sequence_encoder,
 )
 
 
@@ -72,6 +72,8 @@ class LMF(MultimodalBackbone):
         `models/singleTask/LMF.py`, `config/config_regression.json`).
     """
 
+    presets = presets
+
     def __init__(
         self,
         text_backbone,
@@ -113,17 +115,7 @@ class LMF(MultimodalBackbone):
         self.dropout_fusion = dropout_fusion
         self.rank = rank
 
-        if isinstance(text_backbone, TextEncoder):
-            if text_backbone.output_mode != "sequence":
-                raise ValueError(
-                    f"LMF needs a TextEncoder with output_mode='sequence'; got {text_backbone.output_mode!r}"
-                )
-            self.text_encoder = text_backbone
-        else:
-            self.text_encoder = TextEncoder(
-                text_backbone, output_mode="sequence", name="text_encoder"
-            )
-        self.text_encoder.trainable = False
+        self.text_encoder = frozen_sequence_encoder(text_backbone, owner="LMF")
         self.text_subnet = SequenceEncoder(
             text_hidden, text_out, dropout=dropout_text, name="text_subnet"
         )
@@ -134,7 +126,7 @@ class LMF(MultimodalBackbone):
                 width = audio_hidden if m == "audio" else vision_hidden
                 rate = dropout_audio if m == "audio" else dropout_vision
                 self.feature_dims[m] = width
-                self.subnets[m] = _AveragedMLP(
+                self.subnets[m] = PooledSubNet(
                     width, rate, dtype=self.dtype_policy, name=f"{m}_subnet"
                 )
         self.fusion = LowRankFusion(output_dim=1, rank=rank, name="fusion")
@@ -174,31 +166,6 @@ class LMF(MultimodalBackbone):
 
     # ------------------------------------------------------------------ workflow protocol
     @classmethod
-    def preset(cls, dataset):
-        return presets.get_preset(dataset)
-
-    @classmethod
-    def init_kwargs(cls, config, info, text_backbone):
-        """`__init__` arguments from a resolved run config (the base-model keys of `config.model`)."""
-        keys = set(presets.MODEL_KEYS)
-        return dict(
-            text_backbone=text_backbone,
-            audio_dim=info.audio_dim,
-            vision_dim=info.vision_dim,
-            modalities=config.modalities or list(info.modalities),
-            **{k: v for k, v in config.model.items() if k in keys},
-        )
-
-    @classmethod
-    def from_run_config(cls, config, info, text_backbone):
-        from keras_mmsa.models.supervised import Supervised
-
-        base = cls(**cls.init_kwargs(config, info, text_backbone))
-        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
-        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
-        return model
-
-    @classmethod
     def optimizers_from_settings(cls, train):
         """Adam for "factors" (`lr_factors`) and "main" (`lr_main`); the L2 penalty becomes decoupled weight decay."""
         wd = train["weight_decay"]
@@ -229,58 +196,4 @@ class LMF(MultimodalBackbone):
                 "rank": self.rank,
             }
         )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
-        return cls(**config)
-
-
-class _AveragedMLP(keras.layers.Layer):
-    """MMSA's audio/vision subnetwork over zero-padded frames: mean of the valid frames -> batch norm ->
-    dropout -> three ReLU Dense layers of `hidden_dim` (built by `LMF`, serialized through its config)."""
-
-    def __init__(self, hidden_dim, dropout, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        # PyTorch's BatchNorm1d defaults: running-average momentum 0.1, epsilon 1e-5.
-        self.norm = keras.layers.BatchNormalization(
-            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="norm"
-        )
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.dense = [
-            keras.layers.Dense(
-                hidden_dim, activation="relu", dtype=self.dtype_policy, name=f"linear_{i}"
-            )
-            for i in (1, 2, 3)
-        ]
-
-    def build(self, frames_shape, lengths_shape=None):
-        width = frames_shape[-1]
-        self.norm.build((None, width))
-        for layer in self.dense:
-            layer.build((None, width))
-            width = self.hidden_dim
-        self.built = True
-
-    def call(self, frames, lengths, training=None):
-        frames = ops.convert_to_tensor(frames, dtype=self.compute_dtype)
-        steps = ops.shape(frames)[1]
-        lengths = ops.clip(ops.cast(lengths, "int32"), 1, steps)
-        mask = ops.cast(ops.arange(steps)[None, :] < lengths[:, None], frames.dtype)
-        mean = ops.sum(frames * mask[..., None], axis=1) / ops.cast(lengths, frames.dtype)[:, None]
-        h = self.dropout_layer(self.norm(mean, training=training), training=training)
-        for layer in self.dense:
-            h = layer(h)
-        return h
-
-    def compute_output_shape(self, frames_shape, lengths_shape=None):
-        return (frames_shape[0], self.hidden_dim)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"hidden_dim": self.hidden_dim, "dropout": self.dropout})
         return config

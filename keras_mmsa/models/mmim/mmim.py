@@ -9,8 +9,9 @@ from keras import ops
 from keras_mmsa.configs import bert_lstm_mlp as bert_lstm_mlp_configs
 from keras_mmsa.configs import mmim as mmim_configs
 from keras_mmsa.configs.families import FAMILY_OF
-from keras_mmsa.engine import MultiStageModel, Stage, weighted_mean
+from keras_mmsa.engine import Stage, weighted_mean
 from keras_mmsa.estimators import CPCPredictor, GaussianConditional, PolarityGMMEntropy
+from keras_mmsa.models.backbone_method import BackboneMethod
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone, build_shapes
 
@@ -20,7 +21,7 @@ ALTERNATIONS = ("epoch", "batch")
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
-class MMIM(MultiStageModel):
+class MMIM(BackboneMethod):
     """MultiModal InfoMax: hierarchical mutual-information maximisation over a multimodal base model.
 
     The base model (`backbone`, a `MultimodalBackbone`; the paper's is `BertLSTMMLP`: h_t = BERT [CLS], h_v / h_a
@@ -208,22 +209,6 @@ class MMIM(MultiStageModel):
             for m in modalities
         }
 
-    # The base model's inputs and feature sizes (read by the workflow: export signatures, build shapes).
-    @property
-    def modalities(self):
-        return self.backbone.modalities
-
-    @property
-    def audio_dim(self):
-        return self.backbone.audio_dim
-
-    @property
-    def vision_dim(self):
-        return self.backbone.vision_dim
-
-    def input_keys(self):
-        return self.backbone.input_keys()
-
     # ------------------------------------------------------------------ building
     def build(self, input_shape=None):
         """Creates every variable by running the whole model once on a zero batch of two examples."""
@@ -234,17 +219,6 @@ class MMIM(MultiStageModel):
         y = ops.convert_to_tensor([1.0, -1.0])
         self._main_losses(features, y, None, training=False)
         self.built = True
-
-    # ------------------------------------------------------------------ forward
-    def compute_features(self, x, training=False):
-        return self.backbone.forward(x, training=training)
-
-    def call(self, x, training=False):
-        return self.backbone(x, training=training)
-
-    def adapt(self, dataset):
-        """Fits the base model's data-dependent state (e.g. `BertLSTMMLP(standardize=...)`) on training batches."""
-        self.backbone.adapt(dataset)
 
     def _entropy_input(self, m, y_m):
         if m in self.entropy_projections:

@@ -1,3 +1,3 @@
-from keras_mmsa.models.tfn.tfn import TFN, PooledSubNet
+from keras_mmsa.models.tfn.tfn import TFN
 
-__all__ = ["TFN", "PooledSubNet"]
+__all__ = ["TFN"]

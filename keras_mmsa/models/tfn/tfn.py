@@ -6,82 +6,14 @@ import keras
 from keras import ops
 
 from keras_mmsa.configs import tfn as presets
+from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.tensor_fusion import TensorFusion
-from keras_mmsa.layers.text_encoder import TextEncoder
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
-    build_shapes,
     check_modalities,
+    frozen_sequence_encoder,
 )
-
-
-@keras.saving.register_keras_serializable(package="keras_mmsa")
-class PooledSubNet(keras.layers.Layer):
-    """TFN's acoustic / visual subnetwork: the mean of the valid frames -> batch norm -> dropout -> 3 ReLU layers.
-
-    Called on zero-padded frames `[B, T, D]` and their lengths `[B]`; returns `[B, hidden_dim]`. The mean runs
-    over the first `lengths[b]` frames only (lengths are clipped to `[1, T]`).
-
-    Args:
-        hidden_dim: width of the three dense layers (the output size).
-        dropout: dropout rate after the batch normalisation.
-        **kwargs: base layer arguments.
-
-    Example:
-    >>> net = PooledSubNet(hidden_dim=8)
-    >>> net(keras.random.normal((2, 10, 5)), keras.ops.array([3, 10])).shape
-    (2, 8)
-
-    Reference:
-        Zadeh et al. 2017 (TFN), §3.1 "Audio / Visual Embedding Subnetwork": features averaged over the
-        utterance, then a deep network of three ReLU layers of equal width.
-    """
-
-    def __init__(self, hidden_dim, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
-        # PyTorch's BatchNorm1d defaults (momentum 0.1 on the new statistic, eps 1e-5).
-        self.norm = keras.layers.BatchNormalization(
-            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="norm"
-        )
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.dense = [
-            keras.layers.Dense(
-                hidden_dim, activation="relu", dtype=self.dtype_policy, name=f"dense_{i}"
-            )
-            for i in range(3)
-        ]
-
-    def build(self, frames_shape, lengths_shape=None):
-        shape = (frames_shape[0], frames_shape[-1])
-        self.norm.build(shape)
-        for layer in self.dense:
-            layer.build(shape)
-            shape = (shape[0], self.hidden_dim)
-        self.built = True
-
-    def call(self, frames, lengths, training=None):
-        frames = ops.convert_to_tensor(frames, dtype=self.compute_dtype)
-        steps = ops.shape(frames)[1]
-        lengths = ops.clip(ops.cast(lengths, "int32"), 1, steps)
-        mask = ops.cast(ops.arange(steps)[None, :] < lengths[:, None], frames.dtype)
-        pooled = (
-            ops.sum(frames * mask[..., None], axis=1) / ops.cast(lengths, frames.dtype)[:, None]
-        )
-        h = self.dropout_layer(self.norm(pooled, training=training), training=training)
-        for layer in self.dense:
-            h = layer(h)
-        return h
-
-    def compute_output_shape(self, frames_shape, lengths_shape=None):
-        return (frames_shape[0], self.hidden_dim)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"hidden_dim": self.hidden_dim, "dropout": self.dropout})
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
@@ -140,6 +72,8 @@ class TFN(MultimodalBackbone):
         `MMSA/models/singleTask/TFN.py`, `config/config_regression.json`).
     """
 
+    presets = presets
+
     def __init__(
         self,
         text_backbone,
@@ -191,18 +125,7 @@ class TFN(MultimodalBackbone):
         self.dropout_fusion = dropout_fusion
         self.output_range = output_range
 
-        if isinstance(text_backbone, TextEncoder):
-            if text_backbone.output_mode != "sequence":
-                raise ValueError(
-                    f"TFN reads the text backbone's sequence output; got a TextEncoder with "
-                    f"output_mode={text_backbone.output_mode!r}"
-                )
-            self.text_encoder = text_backbone
-        else:
-            self.text_encoder = TextEncoder(
-                text_backbone, output_mode="sequence", name="text_encoder"
-            )
-        self.text_encoder.trainable = False
+        self.text_encoder = frozen_sequence_encoder(text_backbone, owner="TFN")
         self.text_dim = self.text_encoder.backbone.hidden_dim
         self.text_subnet = SequenceEncoder(
             text_hidden,
@@ -260,31 +183,6 @@ class TFN(MultimodalBackbone):
 
     # ------------------------------------------------------------------ workflow protocol
     @classmethod
-    def preset(cls, dataset):
-        return presets.get_preset(dataset)
-
-    @classmethod
-    def init_kwargs(cls, config, info, text_backbone):
-        """`__init__` arguments from a resolved run config (the base-model keys of `config.model`)."""
-        keys = set(presets.MODEL_KEYS)
-        return dict(
-            text_backbone=text_backbone,
-            audio_dim=info.audio_dim,
-            vision_dim=info.vision_dim,
-            modalities=config.modalities or list(info.modalities),
-            **{k: v for k, v in config.model.items() if k in keys},
-        )
-
-    @classmethod
-    def from_run_config(cls, config, info, text_backbone):
-        from keras_mmsa.models.supervised import Supervised
-
-        base = cls(**cls.init_kwargs(config, info, text_backbone))
-        model = Supervised(base, clipnorm=config.train.get("clipnorm"))
-        model.build(build_shapes(info, config, base.audio_dim, base.vision_dim))
-        return model
-
-    @classmethod
     def optimizers_from_settings(cls, train):
         """One Adam for "main" (`lr_main`, decoupled `weight_decay`; MMSA's TFN: plain Adam, no decay)."""
         wd = train.get("weight_decay") or None
@@ -313,9 +211,3 @@ class TFN(MultimodalBackbone):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
-        return cls(**config)
