@@ -175,6 +175,8 @@ def _run(script, config_path, workdir, mode):
 
 
 def test_resume_after_sigkill_reaches_the_uninterrupted_state(tmp_path, data_dir):
+    """SIGKILL mid-epoch 2, then the same command: the weights, optimizer slots, memories, RNG state, metrics,
+    the whole history.json and TensorBoard's epoch scalars equal those of an uninterrupted run (issue 11 #3, #4)."""
     config = _config(jit_compile=False, deterministic=True, train={"epochs": 2, "log_every": 5})
     config_path = tmp_path / "c.json"
     config.to_json(config_path)
@@ -195,8 +197,34 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_state(tmp_path, data_dir
     ma = json.loads((run_a / "metrics.json").read_text())
     mb = json.loads((run_b / "metrics.json").read_text())
     assert ma == mb
+    # the whole history survives the kill: every metric of both epochs, equal to the uninterrupted run's
     ha = json.loads((run_a / "history.json").read_text())
-    assert ha["epoch"] == [1, 2]
+    hb = json.loads((run_b / "history.json").read_text())
+    assert ha["epoch"] == [1, 2] and sorted(ha) == sorted(hb)
+    for key, values in hb.items():
+        assert len(ha[key]) == len(values) == 2, (key, ha[key], values)
+        np.testing.assert_allclose(ha[key], values, rtol=1e-6, err_msg=key)
+    # TensorBoard has every epoch's train and validation scalars although log_every=5 divides no epoch's
+    # last step (38, 76); the per-step curves keep one point every 5 steps
+    train = _tensorboard_steps(run_b / "logs" / "train")
+    validation = _tensorboard_steps(run_b / "logs" / "validation")
+    for tag in ("epoch_loss", "epoch_task", "epoch_lr_main"):
+        assert train.get(tag) == [0, 1], (tag, train.get(tag), sorted(train))
+    for tag in ("epoch_loss", "epoch_mae", "epoch_corr"):
+        assert validation.get(tag) == [0, 1], (tag, validation.get(tag), sorted(validation))
+    steps = {s for tag, points in train.items() if tag.startswith("batch_") for s in points}
+    assert sorted(steps) == list(range(5, 2 * 38 + 1, 5))
+
+
+def _tensorboard_steps(log_dir):
+    """{tag: [steps]} of the scalars in one TensorBoard log folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    out = {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()["tensors"]}
+    out.update({tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]})
+    return out
 
 
 def test_run_seeds_writes_mean_and_std(tmp_path, data_dir):

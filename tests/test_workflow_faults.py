@@ -1,11 +1,7 @@
-"""Faults of the workflow (issue 11): the history after a SIGKILL and a resume, TensorBoard's epoch scalars
-under `log_every`, corrupt or truncated backups, and runs without backups."""
+"""Faults of the workflow (issue 11): corrupt or truncated backups, and runs without backups."""
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -47,81 +43,8 @@ def data_dir(tmp_path_factory):
     os.environ.pop("KMSA_DATA_DIR", None)
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory, data_dir):
-    """An uninterrupted 3-epoch run (log_every=10)."""
-    workdir = tmp_path_factory.mktemp("straight")
-    train_and_evaluate(_config(), workdir, verbose=0, export=False)
-    return workdir / RUN
-
-
-# ---------------------------------------------------------------------------------------- item 4: TensorBoard
-def _scalars(log_dir):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0, "scalars": 0})
-    acc.Reload()
-    out = {}
-    for tag in acc.Tags()["tensors"]:
-        out[tag] = [e.step for e in acc.Tensors(tag)]
-    for tag in acc.Tags()["scalars"]:
-        out[tag] = [e.step for e in acc.Scalars(tag)]
-    return out
-
-
-def test_tensorboard_has_every_epoch_for_train_and_validation(straight):
-    train = _scalars(straight / "logs" / "train")
-    validation = _scalars(straight / "logs" / "validation")
-    for tag in ("epoch_loss", "epoch_task", "epoch_lr_main"):
-        assert train.get(tag) == [0, 1, 2], (tag, train.get(tag), sorted(train))
-    for tag in ("epoch_loss", "epoch_mae", "epoch_corr"):
-        assert validation.get(tag) == [0, 1, 2], (tag, validation.get(tag), sorted(validation))
-    # the per-step curves keep their frequency: one point every 10 steps (each stage logs its own losses)
-    steps = {s for tag, points in train.items() if tag.startswith("batch_") for s in points}
-    assert sorted(steps) == list(range(10, 3 * 38 + 1, 10))
-
-
-# ---------------------------------------------------------------------------- item 3: history after a SIGKILL
-_KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    import keras
-    from keras_mmsa.training import RunConfig, train_and_evaluate
-
-    class Kill(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 9:   # mid-epoch 2
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    train_and_evaluate(RunConfig.from_json(sys.argv[1]), sys.argv[2], verbose=0, export=False,
-                       callbacks=[Kill()])
-    """
-)
-
-
-def test_history_is_whole_after_a_sigkill_and_resume(straight, tmp_path):
-    config = _config()
-    config.to_json(tmp_path / "c.json")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLER, str(tmp_path / "c.json"), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    train_and_evaluate(config, tmp_path, verbose=0, export=False)  # the resume
-    resumed = json.loads((tmp_path / RUN / "history.json").read_text())
-    reference = json.loads((straight / "history.json").read_text())
-    assert sorted(resumed) == sorted(reference)
-    for key, values in reference.items():
-        assert len(resumed[key]) == len(values) == 3, (key, resumed[key], values)
-        assert resumed[key][0] == values[0], key
-        np.testing.assert_allclose(resumed[key], values, rtol=1e-5, err_msg=key)
-    assert resumed["epoch"] == [1, 2, 3]
+# Items 3 (the whole history after a SIGKILL and a resume) and 4 (every epoch's TensorBoard scalars under
+# log_every) are checked on the SIGKILL run of tests/test_workflow.py, which trains those runs anyway.
 
 
 # ------------------------------------------------------------------------------- item 7: corrupt backups
