@@ -143,6 +143,25 @@ def test_evaluate_and_explain(finished_run, tmp_path):
     assert (tmp_path / "eval_test.md").read_text().startswith("|")
 
 
+def test_evaluate_and_export_clis_in_a_fresh_process(finished_run, tmp_path):
+    """The README's `scripts/evaluate.py RUN` and `scripts/export.py RUN` in a new interpreter, where nothing
+    has imported the model classes yet (in-process tests hid that deserialization needs them registered)."""
+    run_dir, result = finished_run
+    env = dict(os.environ, KMSA_DATA_DIR=os.environ["KMSA_DATA_DIR"])
+    for script, extra in (("evaluate", []), ("export", ["--out", str(tmp_path / "export")])):
+        out = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / f"{script}.py"), str(run_dir), *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-1500:]
+    table = json.loads((run_dir / "eval_test.json").read_text())
+    assert np.isclose(table["mae"], result["test"]["mae"], atol=1e-5)
+    assert (tmp_path / "export" / "saved_model.pb").exists()
+
+
 _KILLER = textwrap.dedent(
     """
     import os, signal, sys

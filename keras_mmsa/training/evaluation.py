@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_mmsa import backbones, metrics
+from keras_mmsa.training import registry
 from keras_mmsa.training import run as run_lib
 from keras_mmsa.training.config import RunConfig
 
@@ -23,6 +24,10 @@ def load_run(run_dir):
     best = run_dir / run_lib.BEST
     if not best.exists():
         raise FileNotFoundError(f"{best} does not exist: the run has not finished an epoch")
+    # The method's module registers its classes (and its base model's) with Keras before deserializing.
+    registry.get_method(config.method)
+    import keras_mmsa.models  # noqa: F401  (Supervised and every base model a method may wrap)
+
     model = keras.saving.deserialize_keras_object(json.loads((run_dir / run_lib.MODEL).read_text()))
     model.build(_build_shapes(model, config))
     model.load_weights(best)
