@@ -8,6 +8,7 @@ import inspect
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_mmsa import backbones
 from keras_mmsa.data import pipeline
@@ -77,9 +78,7 @@ def check_base_model(base, batch, optimizers):
     clone.set_weights(base.get_weights())
     np.testing.assert_allclose(np.array(clone(x)), prediction, atol=1e-5)
     # a compiled (XLA) call agrees with the eager one
-    jitted = keras.src.backend.tensorflow.core.tf.function(
-        lambda inputs: base(inputs), jit_compile=True
-    )
+    jitted = tf.function(lambda inputs: base(inputs), jit_compile=True)
     np.testing.assert_allclose(np.array(jitted(x)), prediction, atol=1e-4)
     # groups are disjoint and cover every trainable variable
     groups = base.variable_groups()

@@ -18,6 +18,14 @@ import tensorflow as tf
 from keras_mmsa.engine.stage import STAGE_KEY
 
 
+def pass_steps(fractions, num_batches):
+    """Batches per pass of a per-epoch schedule: `ceil(f * num_batches)` per stage fraction, at least 1."""
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise ValueError(f"stage fractions must be in (0, 1]; got {tuple(fractions)}")
+    return [max(1, math.ceil(f * num_batches)) for f in fractions]
+
+
 def _seed(seed, epoch, stage):
     return (int(seed) * 1_000_003 + int(epoch) * 7_919 + int(stage)) % (2**31 - 1)
 
@@ -64,11 +72,7 @@ def epoch_stream(
         raise ValueError("the training split is empty")
     buffer = shuffle_buffer or n
     batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
-    fractions = list(stage_fractions) if stage_fractions is not None else [None]
-    for f in fractions:
-        if f is not None and not 0.0 < f <= 1.0:
-            raise ValueError(f"stage fractions must be in (0, 1]; got {stage_fractions}")
-    steps = [batches if f is None else max(1, math.ceil(f * batches)) for f in fractions]
+    steps = [batches] if stage_fractions is None else pass_steps(stage_fractions, batches)
 
     def one_pass(epoch, k, take):
         ds = examples.shuffle(buffer, seed=_seed(seed, epoch, k), reshuffle_each_iteration=False)
@@ -143,9 +147,7 @@ def scheduled_dataset(x, fractions, *, owner="model", steps_per_epoch=None, has_
         n = count_examples(x)
     if n == 0:
         raise ValueError(f"{hint}; the dataset is empty.")
-    for f in fractions:
-        if not 0.0 < f <= 1.0:
-            raise ValueError(f"stage fractions must be in (0, 1]; got {tuple(fractions)}")
+    steps = pass_steps(fractions, n)
 
     def tagger(k):
         def tag(inputs, *rest):
@@ -160,8 +162,8 @@ def scheduled_dataset(x, fractions, *, owner="model", steps_per_epoch=None, has_
         return tag
 
     out = None
-    for k, f in enumerate(fractions):
-        one = x.take(max(1, math.ceil(f * n))).map(tagger(k))
+    for k, take in enumerate(steps):
+        one = x.take(take).map(tagger(k))
         out = one if out is None else out.concatenate(one)
     return out
 

@@ -39,8 +39,6 @@ of the encoders between them.
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 from keras.src.utils import tracking
@@ -293,8 +291,3 @@ def weighted_mean(values, sample_weight=None):
     w = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
     total = ops.sum(w)
     return ops.sum(w * values) / ops.maximum(total, 1e-12) * ops.cast(total > 0, "float32")
-
-
-def pass_steps(fractions, num_batches):
-    """Batches per pass of a per-epoch schedule: `ceil(f * num_batches)` per fraction, at least 1."""
-    return [max(1, math.ceil(f * num_batches)) for f in fractions]

@@ -135,7 +135,10 @@ class MultimodalBackbone(keras.layers.Layer):
 
 
 def check_modalities(modalities, available, *, owner, needs=()):
-    """The used modalities in canonical order; errors for unknown ones, missing `needs` and missing dims."""
+    """The used modalities in canonical order (None: `needs` plus every modality of `available` with a
+    feature size); errors for unknown ones, missing `needs` and missing dims."""
+    if modalities is None:
+        modalities = list(needs) + [m for m, d in available.items() if d is not None]
     modalities = list(modalities)
     unknown = sorted(set(modalities) - set(MODALITIES))
     if unknown:

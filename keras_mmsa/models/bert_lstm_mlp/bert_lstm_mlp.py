@@ -81,10 +81,6 @@ class BertLSTMMLP(MultimodalBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if modalities is None:
-            modalities = ["text"] + [
-                m for m, d in (("audio", audio_dim), ("vision", vision_dim)) if d is not None
-            ]
         modalities = check_modalities(
             modalities,
             {"audio": audio_dim, "vision": vision_dim},

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from keras_mmsa.configs import lmf as presets
 from keras_mmsa.layers.low_rank_fusion import LowRankFusion
-from keras_mmsa.layers.pooled_sub_net import PooledSubNet
-from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
 from keras_mmsa.models.multimodal_backbone import (
-    MultimodalBackbone,
     check_modalities,
-    frozen_sequence_encoder,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
-class LMF(MultimodalBackbone):
+class LMF(FrozenTextBackbone):
     """Low-rank Multimodal Fusion (Liu et al. 2018) over a frozen KerasHub text backbone, as MMSA runs it.
 
     Encoders (MMSA's LMF subnetworks):
@@ -92,10 +88,6 @@ class LMF(MultimodalBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if modalities is None:
-            modalities = ["text"] + [
-                m for m, d in (("audio", audio_dim), ("vision", vision_dim)) if d is not None
-            ]
         modalities = check_modalities(
             modalities,
             {"audio": audio_dim, "vision": vision_dim},
@@ -115,20 +107,16 @@ class LMF(MultimodalBackbone):
         self.dropout_fusion = dropout_fusion
         self.rank = rank
 
-        self.text_encoder = frozen_sequence_encoder(text_backbone, owner="LMF")
-        self.text_subnet = SequenceEncoder(
-            text_hidden, text_out, dropout=dropout_text, name="text_subnet"
+        self._make_unimodal_encoders(
+            text_backbone,
+            text_hidden=text_hidden,
+            text_out=text_out,
+            dropout_text=dropout_text,
+            audio_hidden=audio_hidden,
+            vision_hidden=vision_hidden,
+            dropout_audio=dropout_audio,
+            dropout_vision=dropout_vision,
         )
-        self.feature_dims = {"text": text_out}
-        self.subnets = {}
-        for m in ("audio", "vision"):
-            if m in modalities:
-                width = audio_hidden if m == "audio" else vision_hidden
-                rate = dropout_audio if m == "audio" else dropout_vision
-                self.feature_dims[m] = width
-                self.subnets[m] = PooledSubNet(
-                    width, rate, dtype=self.dtype_policy, name=f"{m}_subnet"
-                )
         self.fusion = LowRankFusion(output_dim=1, rank=rank, name="fusion")
         self.fusion_dropout = keras.layers.Dropout(dropout_fusion, dtype=self.dtype_policy)
         self.fusion_dim = rank
@@ -141,14 +129,6 @@ class LMF(MultimodalBackbone):
         super().build(input_shape)
 
     # ------------------------------------------------------------------ the contract
-    def encode(self, x, training=False):
-        sequence = self.text_encoder(x, training=False)  # a fixed feature extractor
-        lengths = ops.sum(ops.cast(x["padding_mask"], "int32"), axis=-1)
-        h = {"text": self.text_subnet(sequence, lengths, training=training)}
-        for m, subnet in self.subnets.items():
-            h[m] = subnet(x[m], x[f"{m}_lengths"], training=training)
-        return h
-
     def fuse(self, h, training=False):
         return self.fusion.rank_products([h[m] for m in self.modalities])[..., 0]
 

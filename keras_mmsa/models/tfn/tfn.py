@@ -6,18 +6,15 @@ import keras
 from keras import ops
 
 from keras_mmsa.configs import tfn as presets
-from keras_mmsa.layers.pooled_sub_net import PooledSubNet
-from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.tensor_fusion import TensorFusion
+from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
 from keras_mmsa.models.multimodal_backbone import (
-    MultimodalBackbone,
     check_modalities,
-    frozen_sequence_encoder,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
-class TFN(MultimodalBackbone):
+class TFN(FrozenTextBackbone):
     """The Tensor Fusion Network (Zadeh et al. 2017) in the form of MMSA's port, as a base model.
 
     - `encode`: h_t = a text LSTM (`SequenceEncoder`, final state of the valid tokens -> dropout -> Dense
@@ -94,10 +91,6 @@ class TFN(MultimodalBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if modalities is None:
-            modalities = ["text"] + [
-                m for m, d in (("audio", audio_dim), ("vision", vision_dim)) if d is not None
-            ]
         modalities = check_modalities(
             modalities,
             {"audio": audio_dim, "vision": vision_dim},
@@ -125,23 +118,18 @@ class TFN(MultimodalBackbone):
         self.dropout_fusion = dropout_fusion
         self.output_range = output_range
 
-        self.text_encoder = frozen_sequence_encoder(text_backbone, owner="TFN")
-        self.text_dim = self.text_encoder.backbone.hidden_dim
-        self.text_subnet = SequenceEncoder(
-            text_hidden,
-            text_out,
-            num_layers=text_layers,
-            dropout=dropout_text,
-            name="text_subnet",
+        self._make_unimodal_encoders(
+            text_backbone,
+            text_hidden=text_hidden,
+            text_out=text_out,
+            text_layers=text_layers,
+            dropout_text=dropout_text,
+            audio_hidden=audio_hidden,
+            vision_hidden=vision_hidden,
+            dropout_audio=dropout_audio,
+            dropout_vision=dropout_vision,
         )
-        self.feature_dims = {"text": text_out}
-        self.subnets = {}
-        for m in ("audio", "vision"):
-            if m in modalities:
-                width = audio_hidden if m == "audio" else vision_hidden
-                dropout = dropout_audio if m == "audio" else dropout_vision
-                self.feature_dims[m] = width
-                self.subnets[m] = PooledSubNet(width, dropout=dropout, name=f"{m}_subnet")
+        self.text_dim = self.text_encoder.backbone.hidden_dim
         self.tensor_fusion = TensorFusion(name="tensor_fusion")
         self.tensor_dim = 1
         for m in modalities:
@@ -157,15 +145,6 @@ class TFN(MultimodalBackbone):
         self.output_layer = keras.layers.Dense(1, dtype=self.dtype_policy, name="output")
 
     # ------------------------------------------------------------------ the contract
-    def encode(self, x, training=False):
-        # The frozen backbone stands for MMSA's fixed BERT features: always in inference mode (no dropout).
-        tokens = self.text_encoder(x, training=False)
-        lengths = ops.sum(ops.cast(x["padding_mask"], "int32"), axis=1)
-        h = {"text": self.text_subnet(tokens, lengths, training=training)}
-        for m, net in self.subnets.items():
-            h[m] = net(x[m], x[f"{m}_lengths"], training=training)
-        return h
-
     def fusion_tensor(self, h):
         """The flattened tensor fusion `[B, tensor_dim]` of the unimodal vectors `h` (before the MLP)."""
         return self.tensor_fusion([h[m] for m in self.modalities])
