@@ -1,7 +1,8 @@
 """Times THUIAR's PyTorch ports (PyPI `mmsa` 2.2.1) of the base models on the batches of `base_models_throughput.py`.
 
 Runs in its OWN Python environment (the one `torch_reference.py` describes: torch 2.13 CPU, `mmsa==2.2.1
---no-deps`, easydict numpy pandas scikit-learn tqdm transformers); it imports nothing from keras_mmsa,
+--no-deps`, easydict numpy nvidia-ml-py3 pandas scikit-learn tqdm, and `"transformers<5"`: mmsa 2.2.1's
+BERT_MAG fails to initialise under transformers 5, measured with 5.24 and fine with 4.57); it imports nothing from keras_mmsa,
 TensorFlow or the rest of `benchmarks/`. `base_models_throughput.py --torch-python PATH` starts it.
 
 One timed iteration = what mmsa's trainer does per batch: forward, L1 loss (mmsa's regression criterion),
