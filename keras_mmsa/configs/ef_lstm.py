@@ -53,7 +53,9 @@ PRESETS = {
     # The bundled synthetic set: MOSI's settings with the tiny offline backbone and fewer epochs.
     "sample": dict(
         model=_model(128, 4, 0.5),
-        train=dict(_COMMON_TRAIN, batch_size=32, lr_main=1e-3, weight_decay=5e-3, epochs=8, patience=4),
+        train=dict(
+            _COMMON_TRAIN, batch_size=32, lr_main=1e-3, weight_decay=5e-3, epochs=8, patience=4
+        ),
         text_backbone="tiny",
     ),
 }

@@ -54,9 +54,7 @@ def _mmsa(hidden_dims, memsize, nn1, nn2, gamma1, gamma2, out):
     return settings
 
 
-_MOSI_MODEL = _mmsa(
-    [256, 32, 256], 400, (0.2, 32), (0.0, 64), (0.7, 256), (0.5, 32), (0.0, 128)
-)
+_MOSI_MODEL = _mmsa([256, 32, 256], 400, (0.2, 32), (0.0, 64), (0.7, 256), (0.5, 32), (0.0, 128))
 
 PRESETS = {
     "mosi": dict(
