@@ -37,9 +37,10 @@ class MemoryFusion(keras.layers.Layer):
 
     Example:
     >>> fusion = MemoryFusion([8, 4], memory_dim=6)
-    >>> hiddens, memory = fusion([keras.random.normal((2, 10, 5)), keras.random.normal((2, 10, 3))],
-    ...                          keras.ops.arange(10)[None, :] < keras.ops.array([[3], [10]]))
-    >>> [h.shape for h in hiddens], memory.shape
+    >>> views = [keras.random.normal((2, 10, 5)), keras.random.normal((2, 10, 3))]
+    >>> mask = keras.ops.arange(10)[None, :] < keras.ops.array([[3], [10]])
+    >>> hiddens, memory = fusion(views, mask)
+    >>> [tuple(h.shape) for h in hiddens], tuple(memory.shape)
     ([(2, 8), (2, 4)], (2, 6))
 
     Reference:
