@@ -2,6 +2,7 @@
 
 from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.low_rank_fusion import LowRankFusion
+from keras_mmsa.layers.memory_fusion import MemoryFusion
 from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
@@ -11,6 +12,7 @@ from keras_mmsa.layers.text_encoder import TextEncoder
 __all__ = [
     "FeatureStandardizer",
     "LowRankFusion",
+    "MemoryFusion",
     "MLPFusion",
     "PooledSubNet",
     "SequenceEncoder",

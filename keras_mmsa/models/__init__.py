@@ -1,19 +1,23 @@
 """Base models (`MultimodalBackbone`s: encode / fuse / head) and the methods that wrap them.
 
-Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model
-alone, task loss only) and `MMIM`.
+Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, and over word-aligned inputs `EFLSTM`, `MFN`. Methods
+(`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model alone, task loss only) and `MMIM`.
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
+from keras_mmsa.models.ef_lstm import EFLSTM
 from keras_mmsa.models.lmf import LMF
+from keras_mmsa.models.mfn import MFN
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
 from keras_mmsa.models.tfn import TFN
 
 __all__ = [
+    "EFLSTM",
     "LMF",
+    "MFN",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

@@ -17,6 +17,8 @@ _CLASSES = {
     "bert_lstm_mlp": "keras_mmsa.models.bert_lstm_mlp:BertLSTMMLP",
     "tfn": "keras_mmsa.models.tfn:TFN",
     "lmf": "keras_mmsa.models.lmf:LMF",
+    "ef_lstm": "keras_mmsa.models.ef_lstm:EFLSTM",
+    "mfn": "keras_mmsa.models.mfn:MFN",
 }
 METHODS = tuple(_CLASSES)
 
