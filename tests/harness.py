@@ -16,11 +16,17 @@ from keras_mmsa.models import MMIM, BertLSTMMLP, Supervised
 
 T_AUDIO = T_VISION = 16
 SHAPES = {"token_ids": (None, 50), "audio": (None, T_AUDIO, 5), "vision": (None, T_VISION, 20)}
+# Word-aligned inputs (one audio/vision frame per token position, `spec_batch(..., aligned=True)`).
+ALIGNED_SHAPES = {"token_ids": (None, 50), "audio": (None, 50, 5), "vision": (None, 50, 20)}
 _BASE_ARGS = set(inspect.signature(BertLSTMMLP.__init__).parameters) - {"self", "kwargs"}
 
 
-def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0):
-    """A random batch of the inputs dict (50 tokens, 16 frames of 5 audio / 20 vision features) and labels."""
+def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0, aligned=False):
+    """A random batch of the inputs dict (50 tokens, 16 frames of 5 audio / 20 vision features) and labels.
+
+    `aligned=True`: word-aligned audio/vision instead, one frame per token position (`[n, 50, 5]`,
+    `[n, 50, 20]`), zero on [CLS], [SEP] and padding, lengths = the token count (`ALIGNED_SHAPES`).
+    """
     rng = np.random.default_rng(seed)
     texts = [f"the movie was {'really good' if i % 2 else 'terrible'}" for i in range(n)]
     x = dict(pipeline.tokenize_batch(tokenizer, texts, 50))
@@ -28,6 +34,13 @@ def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0):
     x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
     x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
     x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
+    if aligned:
+        tokens = np.sum(np.array(x["padding_mask"]), axis=1).astype("int32")
+        position = np.arange(50)[None, :]
+        words = ((position >= 1) & (position < tokens[:, None] - 1))[..., None]
+        for m, dim in (("audio", 5), ("vision", 20)):
+            x[m] = (rng.normal(size=(n, 50, dim)) * words).astype("float32")
+            x[f"{m}_lengths"] = tokens
     if stage is not None:
         x["stage"] = np.full((n,), stage, "int32")
     y = (
@@ -59,10 +72,13 @@ def tiny_mmim(seed=0, batch_size=8, compile=True, **kwargs):
     return model
 
 
-def check_base_model(base, batch, optimizers):
-    """The base-model contract on one batch `(x, y)`: encode/fuse/head, serialization, eager/XLA, one fit."""
+def check_base_model(base, batch, optimizers, shapes=SHAPES):
+    """The base-model contract on one batch `(x, y)`: encode/fuse/head, serialization, eager/XLA, one fit.
+
+    `shapes`: the build shapes (`ALIGNED_SHAPES` for word-aligned models and batches).
+    """
     x, y = batch
-    base.build(SHAPES)
+    base.build(shapes)
     out = base.forward(x)
     assert set(out) == {"h", "z", "prediction"}
     assert set(out["h"]) == set(base.modalities)
@@ -74,7 +90,7 @@ def check_base_model(base, batch, optimizers):
     np.testing.assert_allclose(np.array(out["prediction"]), prediction, atol=1e-6)
     # serialization round trip: same architecture, same outputs with the same weights
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(base))
-    clone.build(SHAPES)
+    clone.build(shapes)
     clone.set_weights(base.get_weights())
     np.testing.assert_allclose(np.array(clone(x)), prediction, atol=1e-5)
     # a compiled (XLA) call agrees with the eager one
@@ -86,7 +102,7 @@ def check_base_model(base, batch, optimizers):
     assert len(ids) == len(set(ids)) == len(base.trainable_variables)
     # the base model alone trains through the engine on the task loss
     model = Supervised(base)
-    model.build(SHAPES)
+    model.build(shapes)
     model.compile(optimizers=optimizers, jit_compile=False)
     before = [np.array(v) for v in base.trainable_variables]
     logs = model.train_on_batch(x, y, return_dict=True)
