@@ -1,12 +1,14 @@
 """Base models (`MultimodalBackbone`s: encode / fuse / head) and the methods that wrap them.
 
-Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model
+Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, `MAGBERT`, `MAGXLNet`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model
 alone, task loss only) and `MMIM`.
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.lmf import LMF
+from keras_mmsa.models.mag_bert import MAGBERT
+from keras_mmsa.models.mag_xlnet import MAGXLNet
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
@@ -14,6 +16,8 @@ from keras_mmsa.models.tfn import TFN
 
 __all__ = [
     "LMF",
+    "MAGBERT",
+    "MAGXLNet",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

@@ -17,6 +17,8 @@ _CLASSES = {
     "bert_lstm_mlp": "keras_mmsa.models.bert_lstm_mlp:BertLSTMMLP",
     "tfn": "keras_mmsa.models.tfn:TFN",
     "lmf": "keras_mmsa.models.lmf:LMF",
+    "mag_bert": "keras_mmsa.models.mag_bert:MAGBERT",
+    "mag_xlnet": "keras_mmsa.models.mag_xlnet:MAGXLNet",
 }
 METHODS = tuple(_CLASSES)
 
