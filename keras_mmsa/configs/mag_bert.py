@@ -14,7 +14,9 @@ MAG-BERT reads word-aligned audio/vision (`MAGBERT.requires_aligned`): MOSI / MO
 needs word-aligned SIMS features that the toolkit does not provide.
 
 `sample`: the tiny offline BERT (random) on the bundled synthetic set, MOSI's architecture at a learning rate a
-random tiny transformer needs, for a few epochs.
+random tiny transformer needs (1e-3), 12 epochs. Measured on the sample made word-aligned (each clip's mean
+frame on its word tokens, 24 tokens; `tests/test_mag.py`): test MAE 0.47 / r 0.92, against 1.14 / 0.53 for the
+text-only ablation and 1.26 for the constant predictor.
 """
 
 from keras_mmsa.configs.families import FAMILY_OF, lookup

@@ -18,7 +18,9 @@ local preset directory; like MAG-BERT's it needs word-aligned SIMS features, whi
 
 KerasHub 0.32 ships no XLNet presets, so `text_backbone` "xlnet_base_cased" is a name to replace by a local
 KerasHub preset directory of an XLNet (see `keras_mmsa.backbones`); loading it by name fails at once with a
-message saying so. `sample`: the tiny offline XLNet (`"tiny_xlnet"`, random) on the bundled synthetic set.
+message saying so. `sample`: the tiny offline XLNet (`"tiny_xlnet"`, random) on the bundled synthetic set, MAG
+dropout 0.3, learning rate 1e-3, no weight decay, 12 epochs; measured on the sample made word-aligned
+(`tests/test_mag.py`): test MAE 0.47 / r 0.94 (constant predictor 1.26).
 """
 
 from keras_mmsa.configs.families import FAMILY_OF, lookup
