@@ -63,8 +63,6 @@ class MAGTransformer(MultimodalBackbone):
             owner=type(self).__name__,
             needs=("text",),
         )
-        if isinstance(text_backbone, SplitTextBackbone):
-            text_backbone = text_backbone.backbone
         self._check_backbone(text_backbone)
         self.audio_dim = audio_dim
         self.vision_dim = vision_dim
