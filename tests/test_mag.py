@@ -42,10 +42,10 @@ def _layer_norm(x, eps):
 
 
 def _gate_closed_form(z, others, weights, beta, eps=1e-6, ln_eps=1e-5):
-    """Rahman et al. 2020 eq. 1-6 in numpy (layer norm with unit scale and zero offset, no dropout)."""
+    """Rahman et al. 2020 §3 in numpy (layer norm with unit scale and zero offset, no dropout)."""
     shift = np.zeros_like(z)
     for x, (wg, bg, wp, bp) in zip(others, weights):
-        gate = np.maximum(np.concatenate([z, x], -1) @ wg + bg, 0.0)
+        gate = np.maximum(np.concatenate([x, z], -1) @ wg + bg, 0.0)
         shift += gate * (x @ wp + bp)
     h_norm = np.linalg.norm(shift, axis=-1)
     h_norm = np.where(h_norm == 0, 1.0, h_norm)

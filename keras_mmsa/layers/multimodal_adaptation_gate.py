@@ -11,10 +11,10 @@ class MultimodalAdaptationGate(keras.layers.Layer):
 
     For a token state z `[H]` and its aligned nonverbal vectors x_m (m = audio, vision; any number >= 1):
 
-        g_m   = ReLU(W_gm [z; x_m] + b_gm)                      (gates, eq. 1-2)
-        H     = sum_m g_m * (W_m x_m + b_m)                     (nonverbal displacement, eq. 3)
-        alpha = min(||z||_2 / (||H||_2 + eps) * beta_shift, 1)  (scaling, eq. 5)
-        z'    = Dropout(LayerNorm(z + alpha * H))               (eq. 4, 6)
+        g_m   = ReLU(W_gm [x_m; z] + b_gm)                      (the gates)
+        H     = sum_m g_m * (W_m x_m + b_m)                     (the nonverbal displacement)
+        alpha = min(||z||_2 / (||H||_2 + eps) * beta_shift, 1)  (its scaling)
+        z'    = Dropout(LayerNorm(z + alpha * H))
 
     so the shift never exceeds `beta_shift` times the norm of the state it moves. The displacement carries one
     bias per modality (`b_m`, as the reference code's `W_v`/`W_a` layers do; the paper writes one `b_H`).
@@ -42,7 +42,8 @@ class MultimodalAdaptationGate(keras.layers.Layer):
 
     Reference:
         Rahman, Hasan, Lee, Zadeh, Mao, Morency, Hoque. "Integrating Multimodal Information in Large
-        Pretrained Transformers". ACL 2020, §3.1 eq. 1-6; the reference code's `MAG` module
+        Pretrained Transformers". ACL 2020, §3 (the gate, displacement and scaling equations); the reference
+        code's `MAG` module
         (WasifurRahman/BERT_multimodal_transformer `modeling.py`, MMSA `BERT_MAG.py`).
     """
 
@@ -69,7 +70,7 @@ class MultimodalAdaptationGate(keras.layers.Layer):
         hidden = text_shape[-1]
         for i, shape in enumerate(others_shape):
             gate = keras.layers.Dense(hidden, dtype=self.dtype_policy, name=f"gate_{i}")
-            gate.build((None, hidden + shape[-1]))
+            gate.build((None, shape[-1] + hidden))
             projection = keras.layers.Dense(hidden, dtype=self.dtype_policy, name=f"projection_{i}")
             projection.build((None, shape[-1]))
             self.gates.append(gate)
@@ -78,7 +79,7 @@ class MultimodalAdaptationGate(keras.layers.Layer):
         self.built = True
 
     def shift(self, text, others):
-        """`(H, alpha)`: the displacement `[B, L, H]` and its scale `[B, L]` (eq. 3, 5)."""
+        """`(H, alpha)`: the displacement `[B, L, H]` and its scale `[B, L]`."""
         if len(others) != len(self.gates):
             raise ValueError(
                 f"MultimodalAdaptationGate was built for {len(self.gates)} nonverbal inputs; got {len(others)}"
@@ -87,7 +88,7 @@ class MultimodalAdaptationGate(keras.layers.Layer):
         displacement = 0.0
         for x, gate, projection in zip(others, self.gates, self.projections):
             x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
-            g = ops.relu(gate(ops.concatenate([z, x], axis=-1)))
+            g = ops.relu(gate(ops.concatenate([x, z], axis=-1)))
             displacement = displacement + g * projection(x)
         h_norm = _safe_norm(displacement, zero_value=1.0)
         z_norm = _safe_norm(z, zero_value=0.0)

@@ -51,7 +51,7 @@ class SplitTextBackbone(keras.layers.Layer):
     ```
 
     Reference:
-        Rahman et al. "Integrating Multimodal Information in Large Pretrained Transformers". ACL 2020, §3.2
+        Rahman et al. "Integrating Multimodal Information in Large Pretrained Transformers". ACL 2020, §3
         (MAG between the embeddings and the first BERT layer; MAG-XLNet injects after layer 1 in the reference
         code, `XLNET_INJECTION_INDEX = 1`).
     """
