@@ -1,5 +1,5 @@
-"""Loading and saving text backbones: `load_text_backbone(spec)` -> `(backbone, tokenizer)` for `"tiny"`, a
-KerasHub preset name or hub handle, or a local directory (see `keras_mmsa.backbones`).
+"""Loading and saving text backbones: `load_text_backbone(spec)` -> `(backbone, tokenizer)` for `"tiny"`,
+`"tiny_xlnet"`, a KerasHub preset name or hub handle, or a local directory (see `keras_mmsa.backbones`).
 
 For Hugging-Face-layout BERT directories the tokenizer follows HF's `BertTokenizer`: `do_lower_case` lower-cases
 and (unless `strip_accents` is false) strips accents, so `"café"` becomes `cafe` and not `[UNK]` (KerasHub's own
@@ -17,6 +17,13 @@ import keras_hub
 
 from keras_mmsa.backbones import hub
 from keras_mmsa.backbones.tiny import TINY, tiny_text_backbone, tiny_tokenizer
+from keras_mmsa.backbones.xlnet import TINY_XLNET, tiny_xlnet_backbone, tiny_xlnet_tokenizer
+
+# The offline tiny backbones: name -> (backbone maker, tokenizer maker).
+_TINY = {
+    TINY: (tiny_text_backbone, tiny_tokenizer),
+    TINY_XLNET: (tiny_xlnet_backbone, tiny_xlnet_tokenizer),
+}
 
 
 def _is_hf_layout(directory):
@@ -42,15 +49,16 @@ def _hf_accent_stripping(directory, tokenizer):
 
 
 def _classify(spec):
-    """('tiny' | 'dir' | 'remote', normalised spec)."""
+    """('tiny' | 'tiny_xlnet' | 'dir' | 'remote', normalised spec)."""
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec:
         raise TypeError(
-            f"text backbone must be 'tiny', a KerasHub preset name or a directory path; got {spec!r}"
+            f"text backbone must be 'tiny', 'tiny_xlnet', a KerasHub preset name or a directory path; got "
+            f"{spec!r}"
         )
-    if spec == TINY:
-        return TINY, spec
+    if spec in _TINY:
+        return spec, spec
     path = pathlib.Path(os.path.expanduser(spec))
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -63,18 +71,32 @@ def _classify(spec):
         return "dir", str(path)
     if "://" not in spec and (os.sep in spec or spec.startswith((".", "~"))):
         raise FileNotFoundError(f"text backbone directory {spec!r} does not exist")
+    if spec.lower().startswith("xlnet") and not _is_builtin_preset(spec):
+        raise ValueError(
+            f"Text backbone {spec!r}: KerasHub 0.32 has no XLNet presets (it ships `XLNetBackbone` only: no "
+            f"weights, no tokenizer, no Hugging Face converter). Pass a local KerasHub preset directory of an "
+            f"XLNet instead (config.json + metadata.json + model.weights.h5 for a "
+            f"keras_hub.models.XLNetBackbone, and tokenizer.json + assets/tokenizer/vocabulary.spm for "
+            f"keras_mmsa.backbones.XLNetTokenizer, as `save_preset` writes them), or 'tiny_xlnet' offline."
+        )
     return "remote", spec
+
+
+def _is_builtin_preset(name):
+    from keras_hub.src.utils import preset_utils
+
+    return name in preset_utils.BUILTIN_PRESETS
 
 
 def load_text_backbone(spec=TINY, *, load_weights=True, dtype=None, seed=0, timeout=None):
     """Load a text backbone and its tokenizer: `(backbone, tokenizer)`.
 
     Args:
-        spec: `"tiny"` (default), a KerasHub preset name or `kaggle://`/`hf://` handle, or a local KerasHub
-            preset / Hugging-Face-layout directory (see `keras_mmsa.backbones`).
+        spec: `"tiny"` (default), `"tiny_xlnet"`, a KerasHub preset name or `kaggle://`/`hf://` handle, or a
+            local KerasHub preset / Hugging-Face-layout directory (see `keras_mmsa.backbones`).
         load_weights: bool. Load the pre-trained weights (False: random init of the same architecture).
         dtype: optional dtype policy for the backbone (e.g. "bfloat16").
-        seed: int. Only for `"tiny"`: its weights' seed.
+        seed: int. Only for `"tiny"` / `"tiny_xlnet"`: its weights' seed.
         timeout: float. Seconds allowed for the hub connectivity probe (default `$KMSA_HUB_TIMEOUT` or 3).
 
     Raises:
@@ -83,9 +105,9 @@ def load_text_backbone(spec=TINY, *, load_weights=True, dtype=None, seed=0, time
         ValueError: an unknown preset name.
     """
     kind, spec = _classify(spec)
-    if kind == TINY:
+    if kind in _TINY:
         overrides = {} if dtype is None else {"dtype": dtype}
-        return tiny_text_backbone(seed=seed, **overrides)
+        return _TINY[kind][0](seed=seed, **overrides)
     handle = spec if kind == "dir" else hub.resolve_remote(spec, timeout)
     kwargs = {"load_weights": load_weights}
     if dtype is not None:
@@ -122,8 +144,8 @@ def _load_tokenizer(kind, handle):
 def load_text_tokenizer(spec=TINY, *, timeout=None):
     """Only the tokenizer of `load_text_backbone(spec)` (no weights are read); what the input pipeline needs."""
     kind, spec = _classify(spec)
-    if kind == TINY:
-        return tiny_tokenizer()
+    if kind in _TINY:
+        return _TINY[kind][1]()
     handle = spec if kind == "dir" else hub.resolve_remote(spec, timeout)
     with _remote_errors(kind, spec, handle):
         return _load_tokenizer(kind, handle)
@@ -148,7 +170,10 @@ def convert_to_keras_preset(src, dst):
     return save_preset(backbone, tokenizer, os.path.expanduser(os.fspath(dst)))
 
 
-def save_tiny_preset(dst, *, seed=0):
-    """Write the `"tiny"` backbone (with `seed`) as a KerasHub preset directory; returns `dst`."""
-    backbone, tokenizer = tiny_text_backbone(seed=seed)
+def save_tiny_preset(dst, *, seed=0, name=TINY):
+    """Write the `"tiny"` (or `name="tiny_xlnet"`) backbone (with `seed`) as a KerasHub preset directory;
+    returns `dst`."""
+    if name not in _TINY:
+        raise ValueError(f"save_tiny_preset: name must be one of {sorted(_TINY)}; got {name!r}")
+    backbone, tokenizer = _TINY[name][0](seed=seed)
     return save_preset(backbone, tokenizer, dst)

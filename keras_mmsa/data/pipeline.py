@@ -5,6 +5,9 @@ and yields batches of the model inputs dict documented once in `keras_mmsa/data/
 
 * text: `token_ids` int32 [B, L_t] = `[CLS] pieces [SEP]` then 0-padding (the pad id of the tokenizer), cut to
   `L_t - 2` pieces; `padding_mask` bool [B, L_t] True on `[CLS]`, pieces and `[SEP]`; `segment_ids` int32 zeros.
+  A tokenizer whose class sets `specials_at_end = True` (XLNet's, `keras_mmsa.backbones.XLNetTokenizer`) gets
+  XLNet's layout instead: `pieces <sep> <cls>` then right padding (so `<cls>` is the last real token, at
+  `sum(padding_mask) - 1`), and `segment_ids` `cls_segment_id` (2) on `<cls>`, 0 elsewhere.
   Tokens come from the chosen backbone's tokenizer (`text_backbone`, default `"tiny"`). When the dataset stores
   MMSA's `bert_ids` and the tokenizer is bert-base-uncased's vocabulary (checked by a fingerprint of the whole
   vocabulary, `keras_mmsa.backbones.is_bert_base_uncased_vocabulary`), the stored ids are used as they are
@@ -210,6 +213,9 @@ def _special_ids(tokenizer):
 def tokenize_batch(tokenizer, texts, sequence_length):
     """Tokenize a batch of strings [B] into the text keys: `[CLS] pieces [SEP]` + padding, static length.
 
+    Tokenizers with `specials_at_end` (XLNet) give `pieces <sep> <cls>` + padding instead, with segment id
+    `cls_segment_id` on `<cls>` (see the module docstring).
+
     Returns `{"token_ids": int32 [B, L], "padding_mask": bool [B, L], "segment_ids": int32 [B, L]}`.
     """
     if sequence_length < 2:
@@ -226,13 +232,23 @@ def tokenize_batch(tokenizer, texts, sequence_length):
     pieces = tf.cast(pieces[:, : sequence_length - 2], tf.int32)
     batch = tf.shape(texts)[0]
     column = tf.ones([batch, 1], tf.int32)
-    packed = tf.concat([column * start, pieces, column * end], axis=1)
+    at_end = bool(getattr(tokenizer, "specials_at_end", False))
+    if at_end:  # XLNet: A <sep> <cls>
+        packed = tf.concat([pieces, column * end, column * start], axis=1)
+    else:  # BERT: [CLS] A [SEP]
+        packed = tf.concat([column * start, pieces, column * end], axis=1)
     token_ids = packed.to_tensor(default_value=pad, shape=[None, sequence_length])
-    padding_mask = tf.sequence_mask(packed.row_lengths(), sequence_length)
+    lengths = packed.row_lengths()
+    padding_mask = tf.sequence_mask(lengths, sequence_length)
+    segment_ids = tf.zeros_like(token_ids)
+    if at_end:
+        cls_segment = int(getattr(tokenizer, "cls_segment_id", 0))
+        last = tf.one_hot(tf.cast(lengths - 1, tf.int32), sequence_length, dtype=tf.int32)
+        segment_ids = last * cls_segment
     return {
         "token_ids": token_ids,
         "padding_mask": padding_mask,
-        "segment_ids": tf.zeros_like(token_ids),
+        "segment_ids": segment_ids,
     }
 
 

@@ -19,6 +19,8 @@ _CLASSES = {
     "lmf": "keras_mmsa.models.lmf:LMF",
     "ef_lstm": "keras_mmsa.models.ef_lstm:EFLSTM",
     "mfn": "keras_mmsa.models.mfn:MFN",
+    "mag_bert": "keras_mmsa.models.mag_bert:MAGBERT",
+    "mag_xlnet": "keras_mmsa.models.mag_xlnet:MAGXLNet",
 }
 METHODS = tuple(_CLASSES)
 

@@ -1,0 +1,3 @@
+from keras_mmsa.models.mag_xlnet.mag_xlnet import MAGXLNet
+
+__all__ = ["MAGXLNet"]
