@@ -16,18 +16,34 @@ from keras_mmsa.models import MMIM, BertLSTMMLP, Supervised
 
 T_AUDIO = T_VISION = 16
 SHAPES = {"token_ids": (None, 50), "audio": (None, T_AUDIO, 5), "vision": (None, T_VISION, 20)}
+# Word-aligned models (EF-LSTM, MFN, MAG-BERT, MAG-XLNet): one audio/vision frame per text token.
+ALIGNED_SHAPES = {"token_ids": (None, 50), "audio": (None, 50, 5), "vision": (None, 50, 20)}
 _BASE_ARGS = set(inspect.signature(BertLSTMMLP.__init__).parameters) - {"self", "kwargs"}
 
 
-def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0):
-    """A random batch of the inputs dict (50 tokens, 16 frames of 5 audio / 20 vision features) and labels."""
+def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0, aligned=False):
+    """A random batch of the inputs dict (50 tokens, 16 frames of 5 audio / 20 vision features) and labels.
+
+    `aligned=True`: the aligned-input contract: audio [n, 50, 5], vision [n, 50, 20], one frame per token,
+    zero outside the real non-special tokens, lengths = the token count (`padding_mask.sum(1)`).
+    """
     rng = np.random.default_rng(seed)
     texts = [f"the movie was {'really good' if i % 2 else 'terrible'}" for i in range(n)]
     x = dict(pipeline.tokenize_batch(tokenizer, texts, 50))
-    x["audio"] = rng.normal(size=(n, T_AUDIO, 5)).astype("float32")
-    x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
-    x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
-    x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
+    if aligned:
+        mask = np.asarray(x["padding_mask"]) & ~np.isin(
+            np.asarray(x["token_ids"]), pipeline.special_token_ids(tokenizer)
+        )
+        tokens = np.asarray(x["padding_mask"]).sum(1).astype("int32")
+        x["audio"] = (rng.normal(size=(n, 50, 5)) * mask[..., None]).astype("float32")
+        x["audio_lengths"] = tokens
+        x["vision"] = (rng.normal(size=(n, 50, 20)) * mask[..., None]).astype("float32")
+        x["vision_lengths"] = tokens.copy()
+    else:
+        x["audio"] = rng.normal(size=(n, T_AUDIO, 5)).astype("float32")
+        x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
+        x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
+        x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
     if stage is not None:
         x["stage"] = np.full((n,), stage, "int32")
     y = (
@@ -59,10 +75,13 @@ def tiny_mmim(seed=0, batch_size=8, compile=True, **kwargs):
     return model
 
 
-def check_base_model(base, batch, optimizers):
-    """The base-model contract on one batch `(x, y)`: encode/fuse/head, serialization, eager/XLA, one fit."""
+def check_base_model(base, batch, optimizers, shapes=SHAPES):
+    """The base-model contract on one batch `(x, y)`: encode/fuse/head, serialization, eager/XLA, one fit.
+
+    `shapes`: the build shapes (`ALIGNED_SHAPES` for word-aligned models, with `spec_batch(..., aligned=True)`).
+    """
     x, y = batch
-    base.build(SHAPES)
+    base.build(shapes)
     out = base.forward(x)
     assert set(out) == {"h", "z", "prediction"}
     assert set(out["h"]) == set(base.modalities)
@@ -74,7 +93,7 @@ def check_base_model(base, batch, optimizers):
     np.testing.assert_allclose(np.array(out["prediction"]), prediction, atol=1e-6)
     # serialization round trip: same architecture, same outputs with the same weights
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(base))
-    clone.build(SHAPES)
+    clone.build(shapes)
     clone.set_weights(base.get_weights())
     np.testing.assert_allclose(np.array(clone(x)), prediction, atol=1e-5)
     # a compiled (XLA) call agrees with the eager one
@@ -86,7 +105,7 @@ def check_base_model(base, batch, optimizers):
     assert len(ids) == len(set(ids)) == len(base.trainable_variables)
     # the base model alone trains through the engine on the task loss
     model = Supervised(base)
-    model.build(SHAPES)
+    model.build(shapes)
     model.compile(optimizers=optimizers, jit_compile=False)
     before = [np.array(v) for v in base.trainable_variables]
     logs = model.train_on_batch(x, y, return_dict=True)

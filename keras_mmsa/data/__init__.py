@@ -6,7 +6,7 @@ imports nothing from `keras_mmsa`; `keras_mmsa.data.sample` remains an alias of 
 ```python
 import keras_mmsa as kmsa
 ds = kmsa.data.load("sample", "train", batch_size=32)   # (inputs, label) batches, spec.py's inputs dict
-info = kmsa.data.dataset_info("mosi_unaligned")          # family, feature dims, padded lengths
+info = kmsa.data.dataset_info("mosi_unaligned")          # family, feature dims, padded lengths, aligned
 ```
 """
 
@@ -16,9 +16,11 @@ from keras_mmsa.data.pipeline import (
     batch_examples,
     dataset_info,
     default_data_dir,
+    expand_word_frames,
     get_builder,
     load,
     prepare_builder,
+    special_token_ids,
     tokenize_batch,
 )
 from keras_mmsa.data.spec import MODALITIES, MODALITY_KEYS
@@ -30,9 +32,11 @@ __all__ = [
     "batch_examples",
     "dataset_info",
     "default_data_dir",
+    "expand_word_frames",
     "get_builder",
     "load",
     "prepare_builder",
     "spec",
+    "special_token_ids",
     "tokenize_batch",
 ]

@@ -153,9 +153,12 @@ def check_modalities(modalities, available, *, owner, needs=()):
 
 
 def build_shapes(info, config, audio_dim=None, vision_dim=None):
-    """`build()` shapes from a dataset's info and a run config's `max_lengths`."""
+    """`build()` shapes from a dataset's info and a run config's `max_lengths` (aligned data: audio/vision
+    have the text's length)."""
     lengths = dict(info.lengths)
     lengths.update(config.max_lengths or {})
+    if getattr(info, "aligned", False):
+        lengths.update(audio=lengths.get("text"), vision=lengths.get("text"))
     return {
         "token_ids": (None, lengths.get("text")),
         "audio": (None, lengths.get("audio"), audio_dim),
