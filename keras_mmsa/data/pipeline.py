@@ -759,7 +759,7 @@ def load(
     name = info.name
     keys = _feature_keys(builder)
     wanted = _check_modalities(modalities, info.modalities, name, keys)
-    lengths = _run_lengths(info, max_lengths)
+    lengths = padded_lengths(info, max_lengths)
     aligned_frames = info.aligned and any(m in wanted for m in ("audio", "vision"))
     needs_tokenizer = "text" in wanted or (aligned_frames and info.alignment == "words")
     tokenizer = _resolve_tokenizer(text_backbone) if needs_tokenizer else None
@@ -810,9 +810,10 @@ def load(
     )
 
 
-def _run_lengths(info, max_lengths):
-    """The padded lengths of a run: the dataset's, overridden by `max_lengths`; aligned audio/vision follow
-    the text length (a different audio/vision override is an error)."""
+def padded_lengths(info, max_lengths=None):
+    """`{"text", "audio", "vision"}` padded lengths of a run: the dataset's (`DatasetInfo`), overridden by
+    `max_lengths`; aligned audio/vision follow the text length (a different audio/vision override is an
+    error)."""
     lengths = dict(info.lengths)
     if not max_lengths:
         return lengths
@@ -821,7 +822,7 @@ def _run_lengths(info, max_lengths):
         raise ValueError(f"max_lengths keys must be in {MODALITIES}; got {sorted(unknown)}")
     given = {k: int(v) for k, v in max_lengths.items() if v is not None}
     lengths.update(given)
-    if info.aligned:
+    if getattr(info, "aligned", False):
         for m in ("audio", "vision"):
             if m in given and given[m] != lengths["text"]:
                 raise ValueError(
