@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_mmsa.data.spec import MODALITIES
@@ -649,6 +650,40 @@ def batch_examples(
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def compute_text_features(dataset, encode):
+    """`encode(inputs)` ([B, L_t, H]) for every batch of a batched `(inputs, label)` dataset, as one float32
+    numpy array [N, L_t, H] in the dataset's order (computed eagerly, on the default device)."""
+    out = [np.asarray(encode(batch[0]), dtype=np.float32) for batch in dataset]
+    if not out:
+        raise ValueError("compute_text_features: the dataset is empty")
+    return np.concatenate(out)
+
+
+def attach_text_features(examples, features):
+    """An unbatched `(inputs, label)` dataset with `inputs["text_features"] = features[i]` for its i-th element.
+
+    `features` ([N, L_t, H], from `compute_text_features` over the same elements in the same order) is read
+    through a generator, so it never becomes a graph constant (no 2 GB limit); `.cache()` the result.
+    """
+    from keras_mmsa.data.spec import TEXT_FEATURES
+
+    features = np.asarray(features, dtype=np.float32)
+    rows = tf.data.Dataset.from_generator(
+        lambda: iter(features), output_signature=tf.TensorSpec(features.shape[1:], tf.float32)
+    )
+
+    def merge(example, row):
+        inputs, *rest = example
+        return ({**inputs, TEXT_FEATURES: row}, *rest)
+
+    # (a generator's cardinality is unknown: state it, so Keras counts steps as for the plain dataset)
+    return (
+        tf.data.Dataset.zip(examples, rows)
+        .map(merge)
+        .apply(tf.data.experimental.assert_cardinality(len(features)))
+    )
 
 
 def _ordered_keys(modalities):

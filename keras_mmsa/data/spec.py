@@ -29,6 +29,11 @@ padding are zeros, and `audio_lengths` / `vision_lengths` = number of real token
 
 `label` is float32 [B]: sentiment in [-3, 3] (MOSI/MOSEI) or [-1, 1] (SIMS).
 
+Training-time only, for base models over a frozen text backbone (`FrozenTextBackbone`: TFN, LMF):
+`text_features` float32 [B, L_t, H], the backbone's token states computed once per example
+(`keras_mmsa.data.attach_text_features`, `train.cache_text_features`); the model reads it instead of running
+the backbone. Exported models take the token keys only.
+
 Per-example features of the TFDS builder (`keras_mmsa_datasets.msa`), before padding/tokenization:
 
 | feature        | dtype   | shape        | present in                                   |
@@ -48,6 +53,9 @@ rows by the config's `alignment`: "none", frames at their own rate; "words", one
 """
 
 TEXT_KEYS = ("token_ids", "padding_mask", "segment_ids")
+TEXT_FEATURES = (
+    "text_features"  # cached frozen-backbone token states (training-time input, see above)
+)
 AUDIO_KEYS = ("audio", "audio_lengths")
 VISION_KEYS = ("vision", "vision_lengths")
 MODALITY_KEYS = {"text": TEXT_KEYS, "audio": AUDIO_KEYS, "vision": VISION_KEYS}

@@ -40,9 +40,9 @@ _FIELDS = dict(
 )
 _POSITIVE = {"train.epochs", "train.batch_size", "train.log_every"}  # ints >= 1
 _NULLABLE = {"train.patience", "train.lr_patience"}  # None turns early stopping / LR decay off
-# Train settings that say how long or how verbosely a run goes, not what it learns: they stay out of the default
-# run name, so `--epochs` on an existing run is refused with the --name to use instead of forking silently.
-_UNNAMED_TRAIN = {"epochs", "log_every"}
+# Train settings that say how long or how verbosely (or how fast) a run goes, not what it learns: they stay out
+# of the default run name, so `--epochs` on an existing run is refused with the --name to use instead of forking silently.
+_UNNAMED_TRAIN = {"epochs", "log_every", "cache_text_features"}
 _NAME = re.compile(r"^[^/\\\x00]+$")
 
 
