@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mmsa import backbones
-from keras_mmsa.data import pipeline
+from keras_mmsa.data import pipeline, sample
 from keras_mmsa.data.spec import MODALITY_KEYS
 
 LENGTHS = {"text": 12, "audio": 8, "vision": 6}
@@ -575,7 +575,7 @@ def test_load_sample_aligned_gives_one_frame_per_token(data_dir):
     np.testing.assert_array_equal(x["vision_lengths"].numpy(), tokens.sum(1))
     assert (np.abs(x["audio"].numpy()).sum(-1) > 0).tolist() == real.tolist()
     # the sample words are whole tiny-vocabulary tokens: token t holds word t's row
-    records = {r["id"]: r for r in keras_mmsa_sample().generate_split("validation", aligned=True)}
+    records = {r["id"]: r for r in sample.generate_split("validation", aligned=True)}
     for i, clip_id in enumerate(meta["id"].numpy()):
         record = records[clip_id.decode()]
         n = len(record["text"].split())
@@ -584,12 +584,6 @@ def test_load_sample_aligned_gives_one_frame_per_token(data_dir):
         ValueError, match=r"max_lengths\['audio'\]=30 must equal the text length 50"
     ):
         pipeline.load("sample_aligned", "train", 4, data_dir=data_dir, max_lengths={"audio": 30})
-
-
-def keras_mmsa_sample():
-    from keras_mmsa.data import sample
-
-    return sample
 
 
 def test_harness_aligned_batch_follows_the_contract(tokenizer):
