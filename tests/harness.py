@@ -16,7 +16,7 @@ from keras_mmsa.models import MMIM, BertLSTMMLP, Supervised
 
 T_AUDIO = T_VISION = 16
 SHAPES = {"token_ids": (None, 50), "audio": (None, T_AUDIO, 5), "vision": (None, T_VISION, 20)}
-# Word-aligned inputs (one audio/vision frame per token position, `spec_batch(..., aligned=True)`).
+# Word-aligned models (EF-LSTM, MFN, MAG-BERT, MAG-XLNet): one audio/vision frame per text token.
 ALIGNED_SHAPES = {"token_ids": (None, 50), "audio": (None, 50, 5), "vision": (None, 50, 20)}
 _BASE_ARGS = set(inspect.signature(BertLSTMMLP.__init__).parameters) - {"self", "kwargs"}
 
@@ -24,23 +24,26 @@ _BASE_ARGS = set(inspect.signature(BertLSTMMLP.__init__).parameters) - {"self", 
 def spec_batch(tokenizer, n=8, labels=None, stage=None, seed=0, aligned=False):
     """A random batch of the inputs dict (50 tokens, 16 frames of 5 audio / 20 vision features) and labels.
 
-    `aligned=True`: word-aligned audio/vision instead, one frame per token position (`[n, 50, 5]`,
-    `[n, 50, 20]`), zero on [CLS], [SEP] and padding, lengths = the token count (`ALIGNED_SHAPES`).
+    `aligned=True`: the aligned-input contract: audio [n, 50, 5], vision [n, 50, 20], one frame per token,
+    zero outside the real non-special tokens, lengths = the token count (`padding_mask.sum(1)`).
     """
     rng = np.random.default_rng(seed)
     texts = [f"the movie was {'really good' if i % 2 else 'terrible'}" for i in range(n)]
     x = dict(pipeline.tokenize_batch(tokenizer, texts, 50))
-    x["audio"] = rng.normal(size=(n, T_AUDIO, 5)).astype("float32")
-    x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
-    x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
-    x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
     if aligned:
-        tokens = np.sum(np.array(x["padding_mask"]), axis=1).astype("int32")
-        position = np.arange(50)[None, :]
-        words = ((position >= 1) & (position < tokens[:, None] - 1))[..., None]
-        for m, dim in (("audio", 5), ("vision", 20)):
-            x[m] = (rng.normal(size=(n, 50, dim)) * words).astype("float32")
-            x[f"{m}_lengths"] = tokens
+        mask = np.asarray(x["padding_mask"]) & ~np.isin(
+            np.asarray(x["token_ids"]), pipeline.special_token_ids(tokenizer)
+        )
+        tokens = np.asarray(x["padding_mask"]).sum(1).astype("int32")
+        x["audio"] = (rng.normal(size=(n, 50, 5)) * mask[..., None]).astype("float32")
+        x["audio_lengths"] = tokens
+        x["vision"] = (rng.normal(size=(n, 50, 20)) * mask[..., None]).astype("float32")
+        x["vision_lengths"] = tokens.copy()
+    else:
+        x["audio"] = rng.normal(size=(n, T_AUDIO, 5)).astype("float32")
+        x["audio_lengths"] = rng.integers(1, T_AUDIO + 1, size=n).astype("int32")
+        x["vision"] = rng.normal(size=(n, T_VISION, 20)).astype("float32")
+        x["vision_lengths"] = rng.integers(1, T_VISION + 1, size=n).astype("int32")
     if stage is not None:
         x["stage"] = np.full((n,), stage, "int32")
     y = (
@@ -75,7 +78,7 @@ def tiny_mmim(seed=0, batch_size=8, compile=True, **kwargs):
 def check_base_model(base, batch, optimizers, shapes=SHAPES):
     """The base-model contract on one batch `(x, y)`: encode/fuse/head, serialization, eager/XLA, one fit.
 
-    `shapes`: the build shapes (`ALIGNED_SHAPES` for word-aligned models and batches).
+    `shapes`: the build shapes (`ALIGNED_SHAPES` for word-aligned models, with `spec_batch(..., aligned=True)`).
     """
     x, y = batch
     base.build(shapes)

@@ -344,6 +344,116 @@ def test_csd_layout_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------
+# Word alignment (SDK `align="words"`, `sample_aligned`)
+
+
+def test_align_to_words_averages_overlapping_frames_and_falls_back_to_the_nearest():
+    frames = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 40.0]], np.float32)
+    intervals = np.array([[0.0, 0.6], [0.6, 1.4], [1.4, 2.0]])
+    words = np.array([[0.0, 1.0], [1.0, 2.0], [0.3, 0.3], [2.5, 3.0]])
+    got = readers.align_to_words(frames, intervals, words)
+    # word 1 overlaps frames 0 and 1, word 2 frames 1 and 2 (frame boundaries touching a word do not count);
+    # the zero-length word at 0.3 s lies in frame 0; the word after the last frame takes the nearest, frame 2.
+    expected = [[2.0, 15.0], [4.0, 30.0], [1.0, 10.0], [5.0, 40.0]]
+    np.testing.assert_array_equal(got, np.array(expected, np.float32))
+    assert got.dtype == np.float32
+
+
+def test_sdk_words_alignment_repeats_the_per_segment_vector():
+    path = DUMMY / "MOSI" / "CMU_MOSI_bcLSTM_Utterance_Audio.csd"
+    csd = readers.read_csd(path)
+    got = _sdk("MOSI", sequences={"audio": (path, 73)}, align="words")
+    plain = _sdk("MOSI", sequences={"audio": (path, 73)})
+    for split in got:
+        for clip_id, ex in got[split].items():
+            assert ex["text"] == plain[split][clip_id]["text"]
+            video, k = clip_id.rsplit("_", 1)
+            words = len(ex["text"].split())
+            assert words >= 1
+            np.testing.assert_array_equal(
+                ex["audio"], np.repeat(csd[video][0][int(k) - 1 : int(k)], words, axis=0)
+            )
+
+
+def test_sdk_words_alignment_of_frame_sequences():
+    covarep = DUMMY / "MOSI" / "CMU_MOSI_COVAREP.csd"
+    got = _sdk("MOSI", sequences={"audio": (covarep, 74)}, align="words")["train"]["vid_a_1"]
+    values, intervals = readers.read_csd(covarep)["vid_a"]
+    values = np.where(np.isneginf(values), 0, values)
+    timeline, _ = dummy.sdk_timeline("vid_a")
+    # The MOSI words file is shifted: its first word gets the zero-length interval at the start of the
+    # (stored) first interval, which is the true start of word 2; the others their true intervals.
+    (_, s0, _), (_, s1, _) = timeline[:2]
+    spans = [(s1, s1)] + [(s, e) for _, s, e in timeline[1:4]]
+    assert got["audio"].shape == (4, 74)
+    for row, (start, end) in zip(got["audio"], spans):
+        inside = (intervals[:, 0] < end - 1e-4) & (intervals[:, 1] > start + 1e-4)
+        assert inside.sum() >= 1
+        np.testing.assert_allclose(row, values[inside].mean(0), rtol=1e-6, atol=1e-6)
+
+
+def test_sdk_word_rows_must_match_the_text_words(tmp_path):
+    import h5py
+
+    words = epath.Path(tmp_path) / "words.csd"
+    words.write_bytes((DUMMY / "MOSI" / "CMU_MOSI_ModifiedTimestampedWords.csd").read_bytes())
+    with h5py.File(str(words), "r+") as h5:
+        h5["CMU_MOSI_ModifiedTimestampedWords/data/vid_b/features"][0, 0] = b"new york"
+    path = DUMMY / "MOSI" / "CMU_MOSI_bcLSTM_Utterance_Audio.csd"
+    with pytest.raises(MsaDataError) as e:
+        _sdk("MOSI", words_path=words, sequences={"audio": (path, 73)}, align="words")
+    msg = str(e.value)
+    for part in (
+        "CMU_MOSI_bcLSTM_Utterance_Audio.csd",
+        "clip 'vid_b_1'",
+        "key 'audio'",
+        "3 word-aligned rows",
+        "4 whitespace words",
+    ):
+        assert part in msg, msg
+
+
+def test_alignment_kinds_of_the_configs():
+    kinds = {c.name: c.alignment for c in mdb.BUILDER_CONFIGS}
+    assert kinds["mosi_aligned"] == kinds["mosei_aligned"] == "tokens"
+    assert kinds["mosi_sdk_aligned"] == kinds["sample_aligned"] == "words"
+    assert (
+        kinds["mosi_unaligned"]
+        == kinds["mosi_sdk"]
+        == kinds["sample"]
+        == kinds["mosi_label_csv"]
+        == "none"
+    )
+    aligned = mdb.get_config("mosi_sdk_aligned")
+    sdk = mdb.get_config("mosi_sdk")
+    assert aligned.aligned and (aligned.audio_len, aligned.text_len) == (50, 50)
+    assert (aligned.audio_csd, aligned.audio_dim, aligned.labels_csd) == (
+        sdk.audio_csd,
+        73,
+        sdk.labels_csd,
+    )
+    with pytest.raises(ValueError, match="nothing to align"):
+        mdb.MsaConfig(name="x", source="label_csv", label_csv_file="l.csv", alignment="words")
+    with pytest.raises(ValueError, match="only 'none' or 'tokens'"):
+        mdb.MsaConfig(
+            name="x",
+            source="pickle",
+            pickle_file="a.pkl",
+            audio_dim=5,
+            vision_dim=20,
+            audio_len=1,
+            vision_len=1,
+            alignment="words",
+        )
+    with pytest.raises(ValueError, match="align must be"):
+        mdb.sdk_config("x", align="tokens")
+    # the record names the kind; `alignment` itself is derived, so older records still match
+    record = mdb.source_record(mdb.get_config("sample_aligned"), None)
+    assert record["alignment"] == "words" and "alignment" not in record["config"]
+    assert "readers" in record["generator"]
+
+
+# --------------------------------------------------------------------------------------------------------
 # label.csv
 
 

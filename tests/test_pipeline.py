@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mmsa import backbones
-from keras_mmsa.data import pipeline
+from keras_mmsa.data import pipeline, sample
 from keras_mmsa.data.spec import MODALITY_KEYS
 
 LENGTHS = {"text": 12, "audio": 8, "vision": 6}
@@ -296,6 +296,159 @@ def test_metadata_and_numerics(tokenizer):
 
 
 # --------------------------------------------------------------------------------------------------------
+# Aligned data: word rows expanded to token positions ("words"), stored-token frames ("tokens")
+
+A, B = [1.0, 2.0], [3.0, 4.0]  # the rows of the words "good" and "unbelievable"
+
+
+def _word_records(texts, rows):
+    return [
+        {
+            "id": str(i),
+            "text": t,
+            "audio": np.asarray(r, "float32").reshape(-1, 2),
+            "label": np.float32(0),
+        }
+        for i, (t, r) in enumerate(zip(texts, rows))
+    ]
+
+
+def _word_dataset(records):
+    return tf.data.Dataset.from_generator(
+        lambda: iter(records),
+        output_signature={
+            "id": tf.TensorSpec([], tf.string),
+            "text": tf.TensorSpec([], tf.string),
+            "audio": tf.TensorSpec([None, 2], tf.float32),
+            "label": tf.TensorSpec([], tf.float32),
+        },
+    )
+
+
+def test_word_rows_repeat_over_their_pieces_in_tf_data(tokenizer):
+    pieces = len(_token_list(tokenizer, "unbelievable"))
+    assert pieces == 8 and len(_token_list(tokenizer, "good")) == 1  # "unbelievable" splits into 8
+    records = _word_records(["good unbelievable", "good", ""], [[A, B], [A], []])
+    ds = pipeline.batch_examples(
+        _word_dataset(records),
+        batch_size=3,
+        lengths={"text": 12},
+        tokenizer=tokenizer,
+        alignment="words",
+    )
+    x, _ = next(iter(ds))
+    assert x["audio"].shape == (3, 12, 2) and x["token_ids"].shape == (3, 12)
+    zero = [0.0, 0.0]
+    # [CLS] good un ##b ... (8 pieces) [SEP] pad
+    expected = [[zero, A] + [B] * 8 + [zero, zero], [zero, A] + [zero] * 10, [zero] * 12]
+    np.testing.assert_array_equal(x["audio"].numpy(), np.array(expected, "float32"))
+    np.testing.assert_array_equal(x["audio_lengths"].numpy(), [11, 3, 2])
+    np.testing.assert_array_equal(x["audio_lengths"].numpy(), x["padding_mask"].numpy().sum(1))
+    # text cut at 6 tokens: [CLS] good + 3 pieces of "unbelievable" [SEP]; the frames cut at the same piece
+    text = pipeline.tokenize_batch(tokenizer, ["good unbelievable"], 6)
+    frames = tf.ragged.constant([[A, B]], ragged_rank=1, dtype=tf.float32)
+    out = pipeline.expand_word_frames(
+        tokenizer, ["good unbelievable"], {"audio": frames}, text["token_ids"], text["padding_mask"]
+    )
+    np.testing.assert_array_equal(out["audio"].numpy()[0], [zero, A, B, B, B, zero])
+    assert int(out["lengths"][0]) == 6
+
+
+def test_word_expansion_finds_special_tokens_where_the_tokenizer_puts_them(tokenizer):
+    # An XLNet-like layout: pieces first, then <sep> <cls>, then padding (here [SEP] [CLS] of the tiny vocab).
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    ids = _token_list(tokenizer, "good unbelievable") + [sep, cls, 0]
+    frames = tf.ragged.constant([[A, B]], ragged_rank=1, dtype=tf.float32)
+    out = pipeline.expand_word_frames(
+        tokenizer, ["good unbelievable"], {"audio": frames}, [ids], [np.arange(12) < 11]
+    )
+    zero = [0.0, 0.0]
+    np.testing.assert_array_equal(out["audio"].numpy()[0], [A] + [B] * 8 + [zero] * 3)
+    assert int(out["lengths"][0]) == 11
+    # token ids that are not the words' pieces: an error, never a silent shift
+    with pytest.raises(tf.errors.InvalidArgumentError, match="cannot be placed on the tokens"):
+        pipeline.expand_word_frames(
+            tokenizer,
+            ["good unbelievable"],
+            {"audio": frames},
+            [ids[1:] + [0]],
+            [np.arange(12) < 10],
+        )
+
+
+def test_word_row_count_must_match_the_text(tokenizer):
+    text = pipeline.tokenize_batch(tokenizer, ["good unbelievable"], 12)
+    frames = tf.ragged.constant([[A]], ragged_rank=1, dtype=tf.float32)  # one row for two words
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="toy.*audio.*one row per whitespace word"
+    ):
+        pipeline.expand_word_frames(
+            tokenizer,
+            ["good unbelievable"],
+            {"audio": frames},
+            text["token_ids"],
+            text["padding_mask"],
+            dataset_name="toy",
+        )
+    records = _word_records(["good unbelievable"], [[A, B]])
+    with pytest.raises(ValueError, match="is the text length 12"):
+        pipeline.batch_examples(
+            _word_dataset(records),
+            batch_size=1,
+            lengths={"text": 12, "audio": 8},
+            tokenizer=tokenizer,
+            alignment="words",
+        )
+    with pytest.raises(ValueError, match="word-aligned: a tokenizer"):
+        pipeline.batch_examples(
+            _word_dataset(records),
+            batch_size=1,
+            lengths={"text": 12},
+            alignment="words",
+            modalities=("audio",),
+        )
+
+
+def test_token_aligned_frames_keep_the_stored_ids(tokenizer):
+    records = _records(4, with_ids=True)
+    for r in records:  # one frame per stored token, zero-padded like the ids
+        r["audio"] = np.ones((len(r["bert_ids"]), DA), "float32")
+    ds = _prepare(
+        records,
+        None,
+        lengths={"text": 12},
+        use_stored_ids=True,
+        alignment="tokens",
+        modalities=("text", "audio"),
+    )
+    x, _ = _collect(ds)
+    real = x["padding_mask"] & ~np.isin(x["token_ids"], [101, 102])
+    assert x["audio"].shape == (4, 12, DA)
+    # zeros at [CLS]/[SEP]/padding, the stored frame elsewhere
+    np.testing.assert_array_equal(x["audio"][..., 0], real.astype("float32"))
+    np.testing.assert_array_equal(x["audio_lengths"], x["padding_mask"].sum(1))
+    with pytest.raises(ValueError, match="aligned to its stored bert_ids tokens"):
+        _prepare(records, tokenizer, alignment="tokens", modalities=("text", "audio"))
+
+
+def test_token_aligned_dataset_refuses_another_tokenizer(tmp_path):
+    # checked before anything is built: no manual files needed
+    with pytest.raises(
+        ValueError, match=r"'mosi_aligned'.*stored bert-base-uncased.*BertTokenizer"
+    ):
+        pipeline.load("mosi_aligned", "train", 8, data_dir=str(tmp_path))
+    info = pipeline.dataset_info("mosi_aligned", data_dir=str(tmp_path))
+    assert (info.alignment, info.aligned, info.audio_len, info.vision_len) == (
+        "tokens",
+        True,
+        50,
+        50,
+    )
+    plain = pipeline.dataset_info("mosi_unaligned", data_dir=str(tmp_path))
+    assert (plain.alignment, plain.aligned) == ("none", False)
+
+
+# --------------------------------------------------------------------------------------------------------
 # End to end through the TFDS builder (the bundled `sample` config; builds offline in seconds).
 
 
@@ -397,3 +550,50 @@ def test_load_sample_fits_and_predicts_with_metadata(data_dir):
     assert len(ids) == 40 and len(set(ids)) == 40
     plain = pipeline.load("sample", "test[:40]", 16, data_dir=data_dir, shuffle=False)
     np.testing.assert_allclose(model.predict(plain, verbose=0), predictions, atol=1e-6)
+
+
+def test_load_sample_aligned_gives_one_frame_per_token(data_dir):
+    info = pipeline.dataset_info("sample_aligned", data_dir=data_dir)
+    assert (info.alignment, info.aligned, info.lengths) == (
+        "words",
+        True,
+        {"text": 50, "audio": 50, "vision": 50},
+    )
+    ds = pipeline.load(
+        "sample_aligned",
+        "validation[:16]",
+        16,
+        data_dir=data_dir,
+        shuffle=False,
+        with_metadata=True,
+    )
+    x, _, meta = next(iter(ds))
+    assert x["audio"].shape == (16, 50, 5) and x["vision"].shape == (16, 50, 20)
+    tokens = x["padding_mask"].numpy()
+    real = tokens & ~np.isin(x["token_ids"].numpy(), [2, 3])  # the tiny vocabulary's [CLS], [SEP]
+    np.testing.assert_array_equal(x["audio_lengths"].numpy(), tokens.sum(1))
+    np.testing.assert_array_equal(x["vision_lengths"].numpy(), tokens.sum(1))
+    assert (np.abs(x["audio"].numpy()).sum(-1) > 0).tolist() == real.tolist()
+    # the sample words are whole tiny-vocabulary tokens: token t holds word t's row
+    records = {r["id"]: r for r in sample.generate_split("validation", aligned=True)}
+    for i, clip_id in enumerate(meta["id"].numpy()):
+        record = records[clip_id.decode()]
+        n = len(record["text"].split())
+        np.testing.assert_allclose(x["audio"].numpy()[i, 1 : n + 1], record["audio"], rtol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"max_lengths\['audio'\]=30 must equal the text length 50"
+    ):
+        pipeline.load("sample_aligned", "train", 4, data_dir=data_dir, max_lengths={"audio": 30})
+
+
+def test_harness_aligned_batch_follows_the_contract(tokenizer):
+    from harness import ALIGNED_SHAPES, spec_batch
+
+    x, y = spec_batch(tokenizer, aligned=True)
+    assert x["audio"].shape == (8, *ALIGNED_SHAPES["audio"][1:]) and y.shape == (8,)
+    assert x["vision"].shape == (8, *ALIGNED_SHAPES["vision"][1:])
+    real = x["padding_mask"].numpy() & ~np.isin(x["token_ids"].numpy(), [2, 3])
+    assert ((np.abs(x["audio"]).sum(-1) > 0) == real).all()
+    assert ((np.abs(x["vision"]).sum(-1) > 0) == real).all()
+    np.testing.assert_array_equal(x["audio_lengths"], x["padding_mask"].numpy().sum(1))
+    np.testing.assert_array_equal(x["vision_lengths"], x["padding_mask"].numpy().sum(1))

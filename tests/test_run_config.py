@@ -2,7 +2,9 @@
 
 import pytest
 
+from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.training import RunConfig
+from keras_mmsa.training.config import method_requires_aligned
 from keras_mmsa.training.registry import get_method
 
 
@@ -82,3 +84,83 @@ def test_a_base_model_alone_resolves_its_own_presets():
         RunConfig(method="bert_lstm_mlp", model={"alpha": 0.3}).resolved()
     with pytest.raises(TypeError, match="method"):
         RunConfig()  # no default method: generic code names none
+
+
+# --------------------------------------------------------------------------------------------------------
+# Word-aligned methods: default dataset "sample_aligned", unaligned datasets refused
+
+
+class _TinyPresets:
+    MODEL_KEYS = ("hidden",)
+
+    @staticmethod
+    def get_preset(dataset):
+        from keras_mmsa.configs.families import lookup
+
+        preset = dict(
+            model={"hidden": 4}, train={"batch_size": 8, "epochs": 1}, text_backbone="tiny"
+        )
+        return lookup({"sample": preset, "mosi": preset}, dataset, method="dummy")
+
+
+class _AlignedBase(MultimodalBackbone):
+    """Stands for EF-LSTM / MFN / MAG-BERT (other branches): only the class attributes matter here."""
+
+    requires_aligned = True
+    presets = _TinyPresets
+
+
+class _WrapperOverAligned:
+    """A method wrapping a base model (like MDM over EF-LSTM): its base model class decides."""
+
+    base_model_class = _AlignedBase
+    preset = _AlignedBase.preset
+    model_keys = _AlignedBase.model_keys
+
+
+@pytest.fixture
+def aligned_methods(monkeypatch):
+    from keras_mmsa.training import registry
+
+    original = registry.get_method
+    extra = {"aligned_base": _AlignedBase, "aligned_wrapper": _WrapperOverAligned}
+    monkeypatch.setattr(registry, "get_method", lambda name: extra.get(name) or original(name))
+
+
+@pytest.mark.parametrize("method", ["aligned_base", "aligned_wrapper"])
+def test_aligned_methods_default_to_sample_aligned_and_refuse_unaligned_data(
+    aligned_methods, method
+):
+    assert RunConfig(method=method).run_name == f"{method}_sample_aligned_seed1111"
+    config = RunConfig(method=method).resolved()
+    assert config.dataset == "sample_aligned" and config.name == f"{method}_sample_aligned_seed1111"
+    assert (
+        RunConfig(method=method, dataset="mosi_sdk_aligned").resolved().dataset
+        == "mosi_sdk_aligned"
+    )
+    with pytest.raises(ValueError) as e:
+        RunConfig(method=method, dataset="mosi_unaligned").resolved()
+    msg = str(e.value)
+    for name in (
+        "'mosi_unaligned' is not aligned",
+        "sample_aligned",
+        "mosi_sdk_aligned",
+        "mosi_aligned",
+    ):
+        assert name in msg, msg
+    assert "mosi_unaligned," not in msg  # only aligned datasets are offered
+
+
+def test_unaligned_methods_keep_the_sample_default():
+    assert not MultimodalBackbone.requires_aligned
+    assert RunConfig(method="tfn").resolved().dataset == "sample"
+    assert RunConfig(method="mmim").run_name == "mmim_sample_seed1111"
+    assert RunConfig(method="tfn", dataset="sample_aligned").resolved().dataset == "sample_aligned"
+
+    class Chooser:  # a wrapper whose model settings choose the base model class
+        @classmethod
+        def base_model_class(cls, model):
+            return _AlignedBase if model.get("base") == "aligned" else MultimodalBackbone
+
+    assert method_requires_aligned(Chooser, {"base": "aligned"})
+    assert not method_requires_aligned(Chooser, {})

@@ -109,3 +109,27 @@ def test_bad_arguments():
         sample.generate_split("train", num_examples=-1)
     with pytest.raises(ValueError, match="modality"):
         sample.hand_features([], "video")
+
+
+def test_word_aligned_split_keeps_the_clips_and_the_planted_offsets(splits):
+    aligned = sample.generate_split("test", aligned=True)
+    for plain, word in zip(splits["test"], aligned):
+        assert (word["id"], word["text"], word["label"]) == (
+            plain["id"],
+            plain["text"],
+            plain["label"],
+        )
+        words = len(word["text"].split())
+        assert (
+            word["audio"].shape == (words, sample.AUDIO_DIM) and word["audio"].dtype == np.float32
+        )
+        assert word["vision"].shape == (words, sample.VISION_DIM)
+    # the first word's row is the mean of the frames in the first 1/W of the clip
+    first = splits["test"][0]
+    steps, words = len(first["audio"]), len(first["text"].split())
+    inside = np.arange(steps) / steps < 1 / words - 1e-4
+    np.testing.assert_allclose(aligned[0]["audio"][0], first["audio"][inside].mean(0), rtol=1e-5)
+    # the offsets that carry the label lie on every word's row: per-clip means barely move
+    offsets = np.array([r["audio"][:, 0].mean() for r in aligned])
+    frames = np.array([r["audio"][:, 0].mean() for r in splits["test"]])
+    assert np.corrcoef(offsets, frames)[0, 1] > 0.95

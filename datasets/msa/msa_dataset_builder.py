@@ -29,6 +29,10 @@ from keras_mmsa_datasets.msa import provenance, readers, sample
 from tensorflow_datasets.core.utils import gcs_utils
 
 SOURCES = ("sample", "pickle", "sdk", "label_csv")
+# How audio/vision line up with the text: "none" (frame sequences of their own length), "words" (one row per
+# whitespace word of `text`; the pipeline repeats each over the word's tokens), "tokens" (one frame per stored
+# BERT token of `bert_ids`: MMSA's aligned pickles).
+ALIGNMENTS = ("none", "words", "tokens")
 FAMILIES = ("mosi", "mosei", "sims")
 FAMILY_FOLDERS = {"mosi": "MOSI", "mosei": "MOSEI", "sims": "SIMS"}
 LABEL_RANGES = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}
@@ -64,7 +68,13 @@ class MsaConfig(tfds.core.BuilderConfig):
         source: "pickle" (MMSA feature pickle), "sdk" (CMU-MultimodalSDK `.csd` files), "label_csv"
             (text + labels only) or "sample" (synthetic, no files).
         family: "mosi", "mosei" or "sims": the label range and the metric set follow from it.
-        aligned: word-aligned features (MMSA `aligned_50.pkl`).
+        aligned: audio/vision aligned with the text: MMSA's `aligned_50.pkl` (pickle source, aligned to the
+            stored BERT tokens) or word-aligned SDK / sample data.
+        alignment: "none", "words" or "tokens" (default: "tokens" for an aligned pickle, "words" for aligned
+            SDK / sample data, else "none"; giving it sets `aligned`). "words": audio/vision hold one row per
+            whitespace word of `text` (SDK: the mean of the frames overlapping the word's interval, see
+            `readers.align_to_words`); "tokens": one frame per stored BERT token of `bert_ids`. `label_csv`
+            sources have no audio/vision: nothing to align.
         pickle_file: pickle source: file name in the manual directory.
         label_csv_file: label_csv source: file name in the manual directory.
         labels_csd, words_csd, folds_json: sdk source: label and word sequences, standard folds json.
@@ -88,6 +98,7 @@ class MsaConfig(tfds.core.BuilderConfig):
     source: str
     family: str = "mosi"
     aligned: bool = False
+    alignment: str | None = None
     pickle_file: str | None = None
     label_csv_file: str | None = None
     labels_csd: str | None = None
@@ -121,6 +132,25 @@ class MsaConfig(tfds.core.BuilderConfig):
             )
         if self.label_range is None:
             self.label_range = LABEL_RANGES[self.family]
+        kind = {"pickle": "tokens", "sdk": "words", "sample": "words", "label_csv": None}[
+            self.source
+        ]
+        if self.alignment is None:
+            self.alignment = kind if self.aligned and kind else "none"
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"MsaConfig {self.name!r}: alignment must be one of {ALIGNMENTS}, got {self.alignment!r}."
+            )
+        if self.alignment != "none" and self.alignment != kind:
+            raise ValueError(
+                f"MsaConfig {self.name!r}: a {self.source!r} config cannot be {self.alignment!r}-aligned"
+                + (
+                    " (it has no audio/vision: nothing to align)."
+                    if kind is None
+                    else f" (only 'none' or {kind!r})."
+                )
+            )
+        self.aligned = self.alignment != "none"
         required = {
             "pickle": ("pickle_file",),
             "sdk": ("labels_csd", "words_csd", "folds_json"),
@@ -229,6 +259,7 @@ def sdk_config(
     label_column: int = 0,
     word_interval_shift: int | None = None,
     fix_nonfinite: bool = False,
+    align: str = "none",
     description: str | None = None,
 ) -> MsaConfig:
     """A config over CMU-MultimodalSDK computational sequences, with the feature sequences you name.
@@ -237,6 +268,12 @@ def sdk_config(
     (`SDK_FILES[family]`); `word_interval_shift` defaults to the known shift of the words file
     (`SDK_WORD_SHIFTS`, else 0). Any acoustic/visual `.csd` may be named with its feature dimension; the padded
     length defaults to MMSA's unaligned length of the family (pass `audio_len=1` for one vector per segment).
+
+    `align="words"` makes the audio/vision of each segment one row per word of its text: the mean of the
+    frames that overlap the word's interval; a word that no frame overlaps takes the nearest frame in time
+    (`readers.align_to_words`). A per-segment vector (one frame spanning the segment) repeats per word. The
+    pipeline then repeats each word's row over the word's tokens (`keras_mmsa.data.load`), so word-aligned
+    models (EF-LSTM, MFN, MAG-BERT) train on the config; the padded audio/vision lengths are the text length.
 
     Example:
 
@@ -256,11 +293,15 @@ def sdk_config(
     """
     if family not in SDK_FILES:
         raise ValueError(f"sdk_config: family must be one of {sorted(SDK_FILES)}, got {family!r}.")
+    if align not in ("none", "words"):
+        raise ValueError(f"sdk_config: align must be 'none' or 'words', got {align!r}.")
     defaults = SDK_FILES[family]
     words_csd = words_csd or defaults["words_csd"]
     if word_interval_shift is None:
         word_interval_shift = SDK_WORD_SHIFTS.get(epath.Path(words_csd).name, 0)
     _, default_audio_len, default_vision_len = UNALIGNED_LENGTHS[family]
+    if align == "words":  # one frame per text token after the pipeline's expansion
+        default_audio_len = default_vision_len = text_len
     if audio_dim is not None and audio_len is None:
         audio_len = default_audio_len
     if vision_dim is not None and vision_len is None:
@@ -273,9 +314,11 @@ def sdk_config(
     return MsaConfig(
         name=name,
         description=description
-        or f"{FAMILY_FOLDERS[family]} from CMU-MultimodalSDK `.csd` files; {sequences or 'text only'}.",
+        or f"{FAMILY_FOLDERS[family]} from CMU-MultimodalSDK `.csd` files; {sequences or 'text only'}"
+        + ("; word-aligned." if align == "words" else "."),
         source="sdk",
         family=family,
+        alignment=align,
         labels_csd=labels_csd or defaults["labels_csd"],
         words_csd=words_csd,
         folds_json=folds_json or defaults["folds_json"],
@@ -307,6 +350,21 @@ BUILDER_CONFIGS = [
         audio_len=375,
         vision_len=500,
     ),
+    MsaConfig(
+        name="sample_aligned",
+        description=(
+            "The synthetic `sample` set, word-aligned: the same clips, texts and labels, audio/vision averaged "
+            "per word (one row per word; keras_mmsa_datasets.msa.sample); needs no files."
+        ),
+        source="sample",
+        family="mosi",
+        alignment="words",
+        audio_dim=5,
+        vision_dim=20,
+        text_len=50,
+        audio_len=50,
+        vision_len=50,
+    ),
     _pickle_config("mosi", False, "unaligned_50.pkl"),
     _pickle_config("mosi", True, "aligned_50.pkl"),
     _pickle_config("mosei", False, "unaligned_50.pkl"),
@@ -320,6 +378,16 @@ BUILDER_CONFIGS = [
         description=(
             "CMU-MOSI from CMU-MultimodalSDK `.csd` files: transcripts from the timestamped words, the "
             "bc-LSTM 73-d utterance-level acoustic vector (one frame per segment), no visual."
+        ),
+    ),
+    sdk_config(
+        "mosi_sdk_aligned",
+        audio_csd="CMU_MOSI_bcLSTM_Utterance_Audio.csd",
+        audio_dim=73,
+        align="words",
+        description=(
+            "`mosi_sdk`, word-aligned: the bc-LSTM 73-d utterance-level acoustic vector repeated for every "
+            "word of the segment (one row per word), no visual."
         ),
     ),
     sdk_config(
@@ -377,6 +445,7 @@ case), so MMSA's dataset root and a single dataset folder both work.
   `mmsdk/mmdatasdk/dataset/standard_datasets/CMU_MOSI/cmu_mosi_std_folds.py`).
 * `mosei_sdk`: `CMU_MOSEI_Labels.csd`, `CMU_MOSEI_TimestampedWords.csd`, `CMU_MOSEI_COVAREP.csd`,
   `CMU_MOSEI_VisualFacet42.csd` and `cmu_mosei_std_folds.json` (same layout, from the SDK's CMU_MOSEI folds).
+* `mosi_sdk_aligned`: the files of `mosi_sdk`.
 * `sdk_config(...)` configs: the `.csd` files and folds json they name.
 """
 
@@ -397,8 +466,10 @@ def find_manual_file(manual_dir: epath.PathLike, file: str, family: str) -> epat
 
 
 SOURCE_RECORD = "kmsa_sources"  # key of the source record in the prepared dataset's metadata
-# Fields that only configure the input pipeline (padded lengths, tokenizer choice): not part of the record.
-_PIPELINE_FIELDS = ("text_len", "audio_len", "vision_len", "bert_vocabulary")
+# Fields that only configure the input pipeline (padded lengths, tokenizer choice), and `alignment`, which
+# follows from `source` and `aligned` (both recorded): not part of the record's config fields, so records of
+# data prepared before `alignment` existed still match. The alignment is recorded beside them.
+_PIPELINE_FIELDS = ("text_len", "audio_len", "vision_len", "bert_vocabulary", "alignment")
 
 
 def source_record(config: MsaConfig, manual_dir: epath.PathLike | None) -> dict:
@@ -428,12 +499,16 @@ def source_record(config: MsaConfig, manual_dir: epath.PathLike | None) -> dict:
                 raise MissingManualFilesError(
                     f"msa config {config.name!r}: {file} not found in {manual_dir} (searched {searched})."
                 ) from None
+    generator = None
+    if config.source == "sample":
+        generator = {"sample": provenance.module_digest(sample)}
+        if config.alignment == "words":  # the word averaging lives in the readers
+            generator["readers"] = provenance.module_digest(readers)
     record = {
         "format": provenance.FORMAT,
         "config": fields,
-        "generator": {"sample": provenance.module_digest(sample)}
-        if config.source == "sample"
-        else None,
+        "alignment": config.alignment,
+        "generator": generator,
         "manual_dir": None if manual_dir is None else str(manual_dir),
         "files": files,
     }
@@ -609,6 +684,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 word_interval_shift=config.word_interval_shift,
                 fix_nonfinite=config.fix_nonfinite,
                 label_range=config.label_range,
+                align=config.alignment,
             )
         else:  # label_csv
             splits = readers.label_csv_examples(
@@ -620,7 +696,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _sample_examples(self, split: str, num_examples: int):
         for record in sample.generate_split(
-            split, num_examples=num_examples, seed=self.builder_config.seed
+            split,
+            num_examples=num_examples,
+            seed=self.builder_config.seed,
+            aligned=self.builder_config.alignment == "words",
         ):
             yield record["id"], record
 

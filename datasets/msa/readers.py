@@ -354,12 +354,20 @@ def word_intervals(intervals: np.ndarray, shift: int) -> np.ndarray:
     return np.concatenate([first, intervals[:-1]], axis=0)
 
 
-def segment_words(words: np.ndarray, intervals: np.ndarray, start: float, end: float) -> str:
-    """The text of a segment: words that START inside it (start - tol <= w_start < end - tol), `sp` dropped,
-    lower-cased, joined by spaces. A word belongs to exactly one of two adjacent segments."""
+def segment_word_indices(
+    words: np.ndarray, intervals: np.ndarray, start: float, end: float
+) -> np.ndarray:
+    """Indices (in order) of the words of a segment: the words that START inside it
+    (start - tol <= w_start < end - tol), `sp` (silence) dropped. A word belongs to exactly one of two adjacent
+    segments."""
     tol = INTERVAL_TOLERANCE
-    inside = (intervals[:, 0] >= start - tol) & (intervals[:, 0] < end - tol)
-    return " ".join(w.lower() for w in words[inside] if w.lower() != "sp")
+    inside = np.flatnonzero((intervals[:, 0] >= start - tol) & (intervals[:, 0] < end - tol))
+    return np.array([i for i in inside if words[i].lower() != "sp"], dtype=np.int64)
+
+
+def segment_words(words: np.ndarray, intervals: np.ndarray, start: float, end: float) -> str:
+    """The text of a segment: its words (`segment_word_indices`), lower-cased, joined by spaces."""
+    return " ".join(words[i].lower() for i in segment_word_indices(words, intervals, start, end))
 
 
 def segment_frames(intervals: np.ndarray, start: float, end: float) -> np.ndarray:
@@ -368,6 +376,55 @@ def segment_frames(intervals: np.ndarray, start: float, end: float) -> np.ndarra
     that holds more than a rounding error of it."""
     tol = INTERVAL_TOLERANCE
     return np.flatnonzero((intervals[:, 0] < end - tol) & (intervals[:, 1] > start + tol))
+
+
+def align_to_words(values: np.ndarray, intervals: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Word-aligned features: one row per word interval, the mean of the frames that overlap it.
+
+    The rule (the one `segment_frames` uses for segments): frame `[f0, f1]` overlaps word `[w0, w1]` when
+    `f0 < w1 - tol` and `f1 > w0 + tol` (tol = `INTERVAL_TOLERANCE`), so a frame that only touches a word's
+    boundary does not count, and a zero-length word interval takes the frame that contains its instant. A word
+    that no frame overlaps (a gap in the features, or a word on a frame boundary) takes the frame nearest to
+    it in time (interval distance `max(f0 - w1, w0 - f1, 0)`, the earlier frame on ties). A per-segment
+    vector (one frame spanning the segment) therefore repeats for every word of the segment.
+
+    Args:
+        values: (n, d) frames (n >= 1; finite or not: the caller checks the result).
+        intervals: (n, 2) frame intervals in seconds.
+        words: (w, 2) word intervals in seconds.
+
+    Returns:
+        float32 (w, d).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    intervals = np.asarray(intervals, dtype=np.float64)
+    words = np.asarray(words, dtype=np.float64).reshape(-1, 2)
+    if values.shape[0] == 0:
+        raise ValueError("align_to_words needs at least one frame")
+    tol = INTERVAL_TOLERANCE
+    overlap = (intervals[None, :, 0] < words[:, None, 1] - tol) & (
+        intervals[None, :, 1] > words[:, None, 0] + tol
+    )  # (w, n)
+    means = np.empty((words.shape[0], values.shape[1]), np.float64)
+    for i, row in enumerate(overlap):
+        frames = np.flatnonzero(row)
+        if frames.size == 0:  # nearest frame in time
+            gap = np.maximum(
+                np.maximum(intervals[:, 0] - words[i, 1], words[i, 0] - intervals[:, 1]), 0.0
+            )
+            frames = [int(np.argmin(gap))]
+        means[i] = values[frames].mean(axis=0)
+    return means.astype(np.float32)
+
+
+def check_word_rows(frames: np.ndarray, text: str, *, where: str, key: str) -> None:
+    """Word-aligned features must have exactly one row per whitespace word of `text`."""
+    words = len(text.split())
+    if frames.shape[0] != words:
+        raise MsaDataError(
+            f"{where}, key '{key}': {frames.shape[0]} word-aligned rows, but the text has {words} "
+            f"whitespace words ({text!r}); expected shape ({words}, {frames.shape[1]})."
+        )
 
 
 def sdk_examples(
@@ -380,6 +437,7 @@ def sdk_examples(
     word_interval_shift: int,
     fix_nonfinite: bool,
     label_range: float,
+    align: str = "none",
 ) -> dict[str, list[tuple[str, dict]]]:
     """Reads SDK files into `{split: [(id, example), ...]}`.
 
@@ -391,7 +449,17 @@ def sdk_examples(
     segment with no frame, gets one all-zero frame (counted in a warning). `-inf` in audio becomes 0 (as MMSA
     does); other non-finite values are an error unless `fix_nonfinite` (then they become 0 too).
     Labelled videos in no fold are skipped (warning).
+
+    `align="words"`: each segment's audio/vision get one row per word of its text (the words
+    `segment_word_indices` keeps, in order), the mean of the frames that overlap the word's interval
+    (`align_to_words`: nearest frame when none overlaps). The candidate frames are the segment's own row for a
+    per-segment sequence (so the utterance vector repeats per word) and every frame of the video otherwise
+    (a word's frames may reach past its segment's end). `-inf` audio becomes 0 (and with `fix_nonfinite`
+    any non-finite value 0) before averaging. A video absent from the sequence gives zero rows, and a segment
+    without words has 0 rows. The row count is checked against the text's whitespace words.
     """
+    if align not in ("none", "words"):
+        raise ValueError(f"sdk_examples: align must be 'none' or 'words', got {align!r}")
     labels = read_csd(labels_path)
     words = read_csd(words_path)
     folds = read_folds(folds_path)
@@ -440,9 +508,10 @@ def sdk_examples(
                 video_features[name] = (values, intervals, per_segment)
             for row, (start, end) in enumerate(label_intervals):
                 clip_id = f"{video}_{row + 1}"
+                kept = segment_word_indices(word_texts, w_intervals, start, end)
                 example = {
                     "id": clip_id,
-                    "text": segment_words(word_texts, w_intervals, start, end),
+                    "text": " ".join(word_texts[i].lower() for i in kept),
                     "label": _check_label(
                         label_values[row, label_column],
                         label_range=label_range,
@@ -451,6 +520,30 @@ def sdk_examples(
                     ),
                 }
                 for name, (path, dim) in sequences.items():
+                    where = f"{path}: video '{video}', segment {row + 1} ({start:.3f}-{end:.3f} s)"
+                    if align == "words":
+                        example[name] = _word_rows(
+                            video_features[name],
+                            row,
+                            w_intervals[kept],
+                            name=name,
+                            dim=dim,
+                            fix_nonfinite=fix_nonfinite,
+                            counts=(filled, fixed),
+                        )
+                        _finite_or_raise(
+                            example[name],
+                            where=f"{where}, clip '{clip_id}'",
+                            key=name,
+                            expected=f"features of shape (words, {dim}) (or set fix_nonfinite=True)",
+                        )
+                        check_word_rows(
+                            example[name],
+                            example["text"],
+                            where=f"{where}, clip '{clip_id}'",
+                            key=name,
+                        )
+                        continue
                     frames = np.zeros((0, dim), np.float32)
                     if video_features[name] is not None:
                         values, intervals, per_segment = video_features[name]
@@ -466,7 +559,7 @@ def sdk_examples(
                         frames = np.where(np.isfinite(frames), frames, np.float32(0.0))
                     _finite_or_raise(
                         frames,
-                        where=f"{path}: video '{video}', segment {row + 1} ({start:.3f}-{end:.3f} s)",
+                        where=where,
                         key=name,
                         expected=f"features of shape (T, {dim}) (or set fix_nonfinite=True)",
                     )
@@ -492,16 +585,43 @@ def sdk_examples(
     for name, (path, _) in sequences.items():
         if filled[name]:
             logging.warning(
-                "%s: %d segments had no %s frame; each got one zero frame.",
+                "%s: %d segments had no %s frame; %s.",
                 path,
                 filled[name],
                 name,
+                "their words got zero rows" if align == "words" else "each got one zero frame",
             )
         if fixed[name]:
             logging.warning(
                 "%s: %d segments had non-finite %s values, set to 0.", path, fixed[name], name
             )
     return out
+
+
+def _word_rows(features, row, words, *, name, dim, fix_nonfinite, counts):
+    """One segment's word-aligned rows of one sequence (see `sdk_examples`, `align="words"`)."""
+    filled, fixed = counts
+    if (
+        features is None or len(features[0]) == 0
+    ):  # the video is absent from the sequence (or empty)
+        if len(words):
+            filled[name] += 1
+        return np.zeros((len(words), dim), np.float32)
+    if len(words) == 0:
+        return np.zeros((0, dim), np.float32)
+    values, intervals, per_segment = features
+    if per_segment:
+        values, intervals = values[row : row + 1], intervals[row : row + 1]
+    values = np.asarray(values, np.float32)
+    if name == "audio":
+        values = np.where(values == -np.inf, np.float32(0.0), values)
+    rows = align_to_words(values, intervals, words)
+    if fix_nonfinite and not np.all(np.isfinite(rows)):  # a frame that a word uses is not finite
+        fixed[name] += 1
+        rows = align_to_words(
+            np.where(np.isfinite(values), values, np.float32(0.0)), intervals, words
+        )
+    return np.ascontiguousarray(rows)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -34,6 +34,13 @@ reaches r 0.38, on vision alone 0.41 after 15 epochs (the modality's ceiling is 
 
 Records are dicts with exactly the builder's per-example features of the `sample` config (`Builder._info`):
 `id` (str, "video_clip"), `text` (str), `audio` float32 [T_a, 5], `vision` float32 [T_v, 20], `label` float32.
+
+**Word-aligned** (`aligned=True`, the builder's `sample_aligned`): the same clips, texts, labels and frames,
+then audio/vision become one row per whitespace word of the text, as the SDK configs' `align="words"` makes
+them: the words split the clip's duration evenly, the frames too, and each word's row is the mean of the frames
+that overlap it (`readers.align_to_words`). The planted signal survives: the offsets of audio channel 0 and
+vision channels 0-1 lie on every frame, hence on every word's mean, and the spread of audio channel 1 still
+scales the word-to-word variation (by less: a mean over ~T/W frames smooths the 3-tap noise).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from keras_mmsa_datasets.msa.readers import align_to_words
 
 SPLITS = ("train", "validation", "test")
 SPLIT_SIZES = {"train": 600, "validation": 150, "test": 150}
@@ -201,8 +209,18 @@ def _smooth_noise(rng: np.random.Generator, frames: int, channels: int) -> np.nd
     return (raw[:-2] + raw[1:-1] + raw[2:]) / np.sqrt(3.0)
 
 
+def word_align(frames: np.ndarray, text: str) -> np.ndarray:
+    """Frames of one clip -> one row per whitespace word of `text`: words and frames each split the clip's
+    duration evenly, and a word's row is the mean of the frames overlapping it (`readers.align_to_words`)."""
+    words = len(text.split())
+    steps = len(frames)
+    frame_intervals = np.stack([np.arange(steps), np.arange(1, steps + 1)], axis=1) / steps
+    word_intervals = np.stack([np.arange(words), np.arange(1, words + 1)], axis=1) / max(words, 1)
+    return align_to_words(frames, frame_intervals, word_intervals)
+
+
 def generate_split(
-    split: str, *, num_examples: int | None = None, seed: int = DEFAULT_SEED
+    split: str, *, num_examples: int | None = None, seed: int = DEFAULT_SEED, aligned: bool = False
 ) -> list[dict]:
     """Generates one split of the synthetic `sample` set.
 
@@ -210,9 +228,12 @@ def generate_split(
         split: "train", "validation" or "test" (each has its own random stream and its own speakers).
         num_examples: number of clips (default `SPLIT_SIZES[split]`: 600 / 150 / 150).
         seed: base seed; the same arguments always give the same records.
+        aligned: word-aligned audio/vision (one row per word of the text, see `word_align`); the clips, texts
+            and labels are those of `aligned=False`.
 
     Returns:
-        A list of dicts `{id, text, audio [T_a, 5] float32, vision [T_v, 20] float32, label float32}`.
+        A list of dicts `{id, text, audio [T_a, 5] float32, vision [T_v, 20] float32, label float32}`
+        (`aligned=True`: audio [W, 5], vision [W, 20] with W the number of words of `text`).
     """
     index = _split_index(split)
     if num_examples is None:
@@ -255,6 +276,8 @@ def generate_split(
             + rng.normal(0.0, LABEL_NOISE)
         )
         y = np.round(np.clip(y, -LABEL_RANGE, LABEL_RANGE) * 5.0) / 5.0
+        if aligned:
+            audio, vision = word_align(audio, text), word_align(vision, text)
         records.append(
             {
                 "id": f"{prefix}{video:03d}_{clip}",

@@ -5,9 +5,11 @@ import copy
 # Dataset (builder config) name -> preset family.
 FAMILY_OF = {
     "sample": "sample",
+    "sample_aligned": "sample",
     "mosi_unaligned": "mosi",
     "mosi_aligned": "mosi",
     "mosi_sdk": "mosi",
+    "mosi_sdk_aligned": "mosi",
     "mosi_label_csv": "mosi",
     "mosei_unaligned": "mosei",
     "mosei_aligned": "mosei",

@@ -24,10 +24,16 @@ class MultimodalBackbone(keras.layers.Layer):
     (None when unused). For the workflow (`scripts/train.py --method <name>`) they also implement the class
     methods `preset`, `from_run_config` (a built `Supervised` over the base model) and
     `optimizers_from_settings`, the same protocol as `keras_mmsa.engine.MultiStageModel`.
+
+    A base model that reads word-aligned inputs (audio/vision with one frame per text token, the aligned-input
+    contract of `keras_mmsa/data/spec.py`: EF-LSTM, MFN, MAG-BERT, MAG-XLNet) sets the class attribute
+    `requires_aligned = True`; the workflow then defaults to the dataset "sample_aligned" and refuses
+    unaligned datasets (`keras_mmsa.training.config.method_requires_aligned`).
     """
 
     audio_dim = None
     vision_dim = None
+    requires_aligned = False
 
     # ------------------------------------------------------------------ the contract
     def encode(self, x, training=False):
@@ -153,9 +159,11 @@ def check_modalities(modalities, available, *, owner, needs=()):
 
 
 def build_shapes(info, config, audio_dim=None, vision_dim=None):
-    """`build()` shapes from a dataset's info and a run config's `max_lengths`."""
-    lengths = dict(info.lengths)
-    lengths.update(config.max_lengths or {})
+    """`build()` shapes from a dataset's info and a run config's `max_lengths` (aligned data: audio/vision
+    have the text's length)."""
+    from keras_mmsa.data.pipeline import padded_lengths
+
+    lengths = padded_lengths(info, config.max_lengths)
     return {
         "token_ids": (None, lengths.get("text")),
         "audio": (None, lengths.get("audio"), audio_dim),

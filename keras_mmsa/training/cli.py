@@ -107,7 +107,9 @@ def train_parser():
 
     p.add_argument("--method", required=True, help=f"method name: {', '.join(METHODS)}")
     p.add_argument(
-        "--dataset", default=None, help="msa builder config: sample (default), mosi_unaligned, ..."
+        "--dataset",
+        default=None,
+        help="msa builder config: sample (default; sample_aligned for word-aligned methods), mosi_unaligned, ...",
     )
     p.add_argument(
         "--manual-dir", default=None, help="folder with the dataset's files (pickles, .csd, csv)"

@@ -40,9 +40,9 @@ _FIELDS = dict(
 )
 _POSITIVE = {"train.epochs", "train.batch_size", "train.log_every"}  # ints >= 1
 _NULLABLE = {"train.patience", "train.lr_patience"}  # None turns early stopping / LR decay off
-# Train settings that say how long or how verbosely a run goes, not what it learns: they stay out of the default
-# run name, so `--epochs` on an existing run is refused with the --name to use instead of forking silently.
-_UNNAMED_TRAIN = {"epochs", "log_every"}
+# Train settings that say how long or how verbosely (or how fast) a run goes, not what it learns: they stay out
+# of the default run name, so `--epochs` on an existing run is refused with the --name to use instead of forking silently.
+_UNNAMED_TRAIN = {"epochs", "log_every", "cache_text_features"}
 _NAME = re.compile(r"^[^/\\\x00]+$")
 
 
@@ -55,7 +55,9 @@ class RunConfig:
 
     Attributes:
         method: registered method name (`keras_mmsa.training.registry.METHODS`).
-        dataset: a config name of the TFDS builder `msa` ("sample", "mosi_unaligned", "mosi_sdk", ...).
+        dataset: a config name of the TFDS builder `msa` ("sample", "mosi_unaligned", "mosi_sdk", ...); None
+            (default): "sample", or "sample_aligned" for a method that needs word-aligned inputs
+            (`requires_aligned`, see `method_requires_aligned`), which refuses an unaligned dataset.
         manual_dir: folder with the user's dataset files (not needed for "sample").
         data_dir: where TFDS keeps prepared datasets (default `$KMSA_DATA_DIR` or `~/tensorflow_datasets`).
         text_backbone: "tiny", a KerasHub preset name or a local preset / Hugging-Face directory
@@ -74,7 +76,7 @@ class RunConfig:
     """
 
     method: str
-    dataset: str = "sample"
+    dataset: str | None = None
     manual_dir: str | None = None
     data_dir: str | None = None
     text_backbone: str | None = None
@@ -153,7 +155,14 @@ class RunConfig:
     @property
     def run_name(self):
         """The run's folder name: `name` (which `resolved()` always sets) or the plain default."""
-        return self.name or f"{self.method}_{self.dataset}_seed{self.seed}"
+        dataset = self.dataset if self.dataset is not None else self._default_dataset()
+        return self.name or f"{self.method}_{dataset}_seed{self.seed}"
+
+    def _default_dataset(self):
+        from keras_mmsa.training import registry
+
+        method = registry.get_method(self.method)
+        return ALIGNED_SAMPLE if method_requires_aligned(method, self.model) else SAMPLE
 
     def resolved(self):
         """A validated copy with `model`, `train`, `text_backbone` and `name` completed from the method's preset.
@@ -161,7 +170,12 @@ class RunConfig:
         Raises a ValueError naming the key, the value and the expected type (and the flag that sets it) for any
         setting of the wrong type or out of range, before anything is built or written.
         """
+        if self.dataset is None:
+            if not isinstance(self.method, str):
+                raise ValueError(f"method={self.method!r}: expected a string (--method)")
+            return dataclasses.replace(self, dataset=self._default_dataset()).resolved()
         method, preset = self._method_and_preset()
+        _check_alignment(self.method, method, self.dataset, self.model)
         model = dict(preset["model"])
         known = set(model) | set(method.model_keys())
         unknown = sorted(set(self.model) - known)
@@ -187,7 +201,7 @@ class RunConfig:
     def default_name(self, *, with_seed=True):
         """The default run name of this config (without `_seed<seed>`: the stem `run_seeds` extends)."""
         out = self.resolved()
-        _, preset = self._method_and_preset()
+        _, preset = out._method_and_preset()
         return out._default_name(preset, with_seed=with_seed)
 
     def _method_and_preset(self):
@@ -259,6 +273,46 @@ class RunConfig:
                 _check(full, value, defaults.get(key), nullable=full in _NULLABLE)
                 if full in _POSITIVE and value < 1:
                     _fail(full, value, "an int >= 1")
+
+
+SAMPLE, ALIGNED_SAMPLE = "sample", "sample_aligned"
+
+
+def method_requires_aligned(method, model=None):
+    """Whether a registered method class needs word-aligned inputs (one audio/vision frame per text token).
+
+    True when the class, or the base model class it wraps, sets `requires_aligned = True`
+    (`MultimodalBackbone.requires_aligned` is False). A wrapper method names its base model class with a
+    class attribute `base_model_class`, or a classmethod `base_model_class(model_settings)` when the run's
+    model settings choose it.
+    """
+    if getattr(method, "requires_aligned", False):
+        return True
+    base = getattr(method, "base_model_class", None)
+    if base is not None and not isinstance(base, type) and callable(base):
+        base = base(dict(model or {}))
+    return bool(getattr(base, "requires_aligned", False))
+
+
+def aligned_datasets():
+    """The `msa` builder configs whose loader yields token-aligned audio/vision (alignment words/tokens)."""
+    from keras_mmsa_datasets.msa import msa_dataset_builder
+
+    return tuple(c.name for c in msa_dataset_builder.BUILDER_CONFIGS if c.alignment != "none")
+
+
+def _check_alignment(name, method, dataset, model):
+    if not method_requires_aligned(method, model):
+        return
+    from keras_mmsa_datasets.msa import msa_dataset_builder
+
+    config = msa_dataset_builder.CONFIGS_BY_NAME.get(dataset)
+    if config is not None and config.alignment == "none":
+        raise ValueError(
+            f"--method {name} needs word-aligned audio/vision (one frame per text token), and dataset "
+            f"{dataset!r} is not aligned; choose an aligned dataset: {', '.join(aligned_datasets())} "
+            "(or an sdk_config(..., align='words'))"
+        )
 
 
 def _model_defaults(method, preset):

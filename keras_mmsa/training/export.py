@@ -28,7 +28,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from keras_mmsa.data.pipeline import tokenize_batch
+from keras_mmsa.data.pipeline import padded_lengths, tokenize_batch
 from keras_mmsa.data.spec import AUDIO_KEYS, TEXT_KEYS, VISION_KEYS
 
 
@@ -95,10 +95,8 @@ def export_saved_model(
         The export path.
     """
     export_dir = pathlib.Path(export_dir)
-    if lengths is None:
-        lengths = dict(info.lengths)
-        if config is not None and config.max_lengths:
-            lengths.update(config.max_lengths)
+    if lengths is None:  # aligned data: audio/vision follow the text length
+        lengths = padded_lengths(info, config.max_lengths if config is not None else None)
     dims = {"audio": model.audio_dim, "vision": model.vision_dim}
     spec = input_signature(model, lengths, dims)
 

@@ -96,6 +96,42 @@ def load_data(config, tokenizer, *, splits=("train", "validation", "test")):
     return out
 
 
+def cache_text_features(data, model, config, *, verbose=0):
+    """Adds the frozen text backbone's token states to every example of the run's datasets (in place).
+
+    For a base model over a frozen text backbone (`FrozenTextBackbone`: TFN, LMF) that reads text: the
+    backbone runs once per example here instead of in every training step, and the model reads
+    `inputs["text_features"]` (same result: the backbone is frozen and in inference mode). Training-time
+    only: the exported SavedModel takes token ids. Memory: N x L_t x H float32 per split (MOSI with MiniLM:
+    1284 x 50 x 384 floats, 99 MB, for train). Returns True when the features were added.
+    """
+    import time
+
+    from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
+
+    base = getattr(model, "backbone", model)
+    if not isinstance(base, FrozenTextBackbone) or "text" not in base.modalities:
+        return False
+    start = time.perf_counter()
+    encode = tf.function(base.text_features, jit_compile=bool(config.jit_compile))
+    batch = int(config.train["batch_size"])
+    features = pipeline.compute_text_features(data["train_examples"].batch(256), encode)
+    data["train_examples"] = pipeline.attach_text_features(data["train_examples"], features).cache()
+    for split in ("validation", "test"):
+        if split in data:
+            examples = data[split].unbatch()
+            split_features = pipeline.compute_text_features(data[split], encode)
+            data[split] = (
+                pipeline.attach_text_features(examples, split_features).batch(batch).cache()
+            )
+    if verbose:
+        print(
+            f"Cached the frozen text backbone's features ({features.shape[0]} training examples, "
+            f"{features.shape[1]} x {features.shape[2]}) in {time.perf_counter() - start:.1f} s."
+        )
+    return True
+
+
 def build_model(config, info, backbone):
     """The built model of a resolved run config (`from_run_config` of the registered class)."""
     return registry.get_method(config.method).from_run_config(config, info, backbone)
@@ -229,6 +265,8 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     info = data["info"]
     method = registry.get_method(config.method)
     model = method.from_run_config(config, info, backbone)
+    if config.train.get("cache_text_features", False):
+        cache_text_features(data, model, config, verbose=verbose)
     # the inputs are good: now the run directory fills
     backups = ("backup",) if config.train.get("backup", True) else ()
     for sub in ("logs", "checkpoints", *backups):
