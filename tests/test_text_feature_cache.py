@@ -79,3 +79,34 @@ def test_a_tfn_run_trains_the_same_with_and_without_the_cache(tmp_path, monkeypa
     loaded = tf.saved_model.load(str(tmp_path / "runs" / "tfn_cache_True" / "export"))
     signature = loaded.signatures["serve"].structured_input_signature[1]
     assert "token_ids" in signature and "text_features" not in signature
+
+
+@pytest.mark.parametrize("name", ["ef_lstm", "mfn"])
+def test_word_aligned_models_read_the_cached_features(name):
+    """EF-LSTM and MFN (`AlignedTextBackbone`) read `text_features` in place of the backbone, same result."""
+    from keras_mmsa.training import registry
+
+    keras.utils.set_random_seed(0)
+    backbone, tokenizer = backbones.load_text_backbone("tiny")
+    small = {
+        "ef_lstm": dict(hidden_dim=4, num_layers=1),
+        "mfn": dict(
+            text_hidden=4,
+            audio_hidden=3,
+            vision_hidden=3,
+            memory_dim=5,
+            attention_units=4,
+            proposal_units=4,
+        ),
+    }[name]
+    cls = registry.get_method(name)
+    base = cls(backbone, audio_dim=5, vision_dim=20, **small)
+    x, _ = spec_batch(tokenizer, aligned=True)
+    features = base.text_features(x)
+    plain, cached = base.forward(x), base.forward({**x, "text_features": features})
+    np.testing.assert_allclose(
+        np.array(cached["prediction"]), np.array(plain["prediction"]), atol=1e-6
+    )
+    other = base.forward({**x, "text_features": features + 1.0})
+    assert not np.allclose(np.array(other["z"]), np.array(plain["z"]))
+    assert cls.preset("mosi")["train"]["cache_text_features"] is True

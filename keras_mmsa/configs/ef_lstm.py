@@ -26,6 +26,9 @@ _COMMON_TRAIN = dict(
     lr_patience=None,  # MMSA has no learning-rate schedule
     lr_factor=0.5,
     log_every=10,  # TensorBoard per-step curves: one point every `log_every` steps
+    # The frozen text backbone's token states computed once per example instead of every step (same
+    # result, see FrozenTextBackbone); false runs the backbone in every step.
+    cache_text_features=True,
 )
 
 

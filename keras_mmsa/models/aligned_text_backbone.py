@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_mmsa.data.spec import TEXT_FEATURES
 from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
 from keras_mmsa.models.multimodal_backbone import frozen_sequence_encoder
 
@@ -30,8 +31,11 @@ class AlignedTextBackbone(FrozenTextBackbone):
 
     def _token_states(self, x):
         """The frozen backbone's last-layer token states `[B, L, H]` (MMSA's fixed BERT features): always in
-        inference mode, never trained. The one place the text backbone runs."""
-        return self.text_encoder(x, training=False)
+        inference mode, never trained. The one place the text backbone runs; a training run's cached features
+        (`x["text_features"]`, see `FrozenTextBackbone`) replace it."""
+        if TEXT_FEATURES in x:
+            return ops.cast(x[TEXT_FEATURES], self.text_encoder.compute_dtype)
+        return self.text_features(x)
 
     def input_dims(self):
         """`{modality: per-token feature size}` of the used modalities (text: the backbone's hidden size)."""
