@@ -8,9 +8,9 @@ from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.ef_lstm import EFLSTM
 from keras_mmsa.models.lmf import LMF
-from keras_mmsa.models.mfn import MFN
 from keras_mmsa.models.mag_bert import MAGBERT
 from keras_mmsa.models.mag_xlnet import MAGXLNet
+from keras_mmsa.models.mfn import MFN
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
