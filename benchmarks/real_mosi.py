@@ -371,7 +371,9 @@ def parser():
     )
     p.add_argument("--manual-dir", required=True, help="folder with the real CMU-MOSI SDK files")
     p.add_argument("--out", default="benchmarks/results/real_mosi", help="where the tables go")
-    p.add_argument("--method", default="mmim", help="a registered method or base model (default mmim)")
+    p.add_argument(
+        "--method", default="mmim", help="a registered method or base model (default mmim)"
+    )
     p.add_argument(
         "--dataset",
         default="mosi_sdk",

@@ -65,7 +65,9 @@ def main():
     p = argparse.ArgumentParser(prog="torch_base_models.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=MODELS, required=True)
     p.add_argument("--batches", required=True, help=".npz written by base_models_throughput.py")
-    p.add_argument("--bert", default="64,2,2,128", help="hidden,layers,heads,intermediate (bert_mag)")
+    p.add_argument(
+        "--bert", default="64,2,2,128", help="hidden,layers,heads,intermediate (bert_mag)"
+    )
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -131,14 +133,21 @@ def main():
         config.feature_dims = [text_dim, audio_dim, vision_dim]
         model = cls(config)
         if args.model == "lmf":
-            factors = [model.audio_factor, model.video_factor, model.text_factor, model.fusion_weights,
-                       model.fusion_bias]
+            factors = [
+                model.audio_factor,
+                model.video_factor,
+                model.text_factor,
+                model.fusion_weights,
+                model.fusion_bias,
+            ]
             ids = {id(p) for p in factors}
             optimizer = torch.optim.Adam(
                 [
                     {"params": factors, "lr": config.factor_lr},
-                    {"params": [p for p in model.parameters() if id(p) not in ids],
-                     "lr": config.learning_rate},
+                    {
+                        "params": [p for p in model.parameters() if id(p) not in ids],
+                        "lr": config.learning_rate,
+                    },
                 ],
                 weight_decay=config.weight_decay,
             )
@@ -154,7 +163,9 @@ def main():
             x = data[key][i]
             if normalized:  # mmsa's loader: the mean over the padded time axis, one frame kept
                 x = x.mean(axis=1, keepdims=True)
-                if args.model == "mfn":  # AlignSubNet repeats a one-frame sequence to the text length
+                if (
+                    args.model == "mfn"
+                ):  # AlignSubNet repeats a one-frame sequence to the text length
                     x = np.repeat(x, text_len, axis=1)
             return torch.from_numpy(np.ascontiguousarray(x, dtype="float32"))
 
