@@ -92,3 +92,30 @@ def test_label_csv_config_on_the_real_file(mosi_dir, tmp_path):
     builder = mdb.prepare("mosi_label_csv", manual_dir=mosi_dir, data_dir=tmp_path)
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
     assert counts == {"train": 1281, "validation": 229, "test": 685}
+
+
+def test_word_aligned_config_repeats_each_clips_vector_per_word(real_sdk, mosi_dir):
+    """`mosi_sdk_aligned`: the same clips and texts as `mosi_sdk`, the bc-LSTM vector once per word."""
+    _, examples = real_sdk
+    config = mdb.get_config("mosi_sdk_aligned")
+    splits = readers.sdk_examples(
+        labels_path=mosi_dir / config.labels_csd,
+        words_path=mosi_dir / config.words_csd,
+        folds_path=mosi_dir / config.folds_json,
+        sequences={"audio": (mosi_dir / config.audio_csd, 73)},
+        label_column=0,
+        word_interval_shift=config.word_interval_shift,
+        fix_nonfinite=False,
+        label_range=3.0,
+        align="words",
+    )
+    aligned = {clip_id: ex for pairs in splits.values() for clip_id, ex in pairs}
+    assert set(aligned) == set(examples) and len(aligned) == 2199
+    words = 0
+    for clip_id, ex in aligned.items():
+        plain = examples[clip_id][1]
+        assert ex["text"] == plain["text"].decode()
+        n = len(ex["text"].split())
+        words += n
+        np.testing.assert_array_equal(ex["audio"], np.repeat(plain["audio"], n, axis=0))
+    assert words > 27000  # 27,674 words in 2199 segments (one segment has none)

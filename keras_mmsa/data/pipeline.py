@@ -44,6 +44,9 @@ for explanation tables: iterate it, or predict with `model.predict(ds.map(lambda
 tensors cannot enter an XLA-compiled step; with `shuffle=False` the order is stable, so predictions line up with
 the ids). It is off by default because `fit`/`evaluate` would read a third element as sample weights.
 
+`compute_text_features` / `attach_text_features` add a frozen text backbone's token states to the examples
+(`inputs["text_features"]`, a training-time input: `keras_mmsa.training.run.cache_text_features`).
+
 The padding/tokenizing logic is `batch_examples(examples, ...)`, a function over any `tf.data.Dataset` of per-example
 dicts shaped like the builder's features, so it is usable (and tested) without TFDS.
 """
