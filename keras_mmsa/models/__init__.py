@@ -1,12 +1,13 @@
 """Base models (`MultimodalBackbone`s: encode / fuse / head) and the methods that wrap them.
 
 Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model
-alone, task loss only) and `MMIM`.
+alone, task loss only), `MMIM` and `MDM` (over any base model).
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
 from keras_mmsa.models.bert_lstm_mlp import BertLSTMMLP
 from keras_mmsa.models.lmf import LMF
+from keras_mmsa.models.mdm import MDM
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.supervised import Supervised
@@ -14,6 +15,7 @@ from keras_mmsa.models.tfn import TFN
 
 __all__ = [
     "LMF",
+    "MDM",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

@@ -17,6 +17,7 @@ _CLASSES = {
     "bert_lstm_mlp": "keras_mmsa.models.bert_lstm_mlp:BertLSTMMLP",
     "tfn": "keras_mmsa.models.tfn:TFN",
     "lmf": "keras_mmsa.models.lmf:LMF",
+    "mdm": "keras_mmsa.models.mdm:MDM",
 }
 METHODS = tuple(_CLASSES)
 
