@@ -59,7 +59,9 @@ def mann_whitney_u(x, y, *, method="auto"):
     if method == "auto":
         method = "asymptotic" if (n1 > 8 and n2 > 8) or ties else "exact"
     if method not in ("exact", "asymptotic"):
-        raise ValueError(f"mann_whitney_u: method must be auto, exact or asymptotic; got {method!r}")
+        raise ValueError(
+            f"mann_whitney_u: method must be auto, exact or asymptotic; got {method!r}"
+        )
     big = max(u1, u2)
     if method == "exact":
         # P(U >= big) from the exact null distribution of U (no ties), two-sided by symmetry
@@ -171,7 +173,9 @@ def baseline_of(config, overrides=None):
     a = dataclasses.replace(config, name=None).resolved().to_dict()
     b = dataclasses.replace(baseline, name=None).resolved().to_dict()
     if {**a, "name": None} == {**b, "name": None}:
-        raise ValueError(f"the baseline overrides {list(overrides)} leave the configuration unchanged")
+        raise ValueError(
+            f"the baseline overrides {list(overrides)} leave the configuration unchanged"
+        )
     if config.name is not None and baseline.name == config.name:
         baseline = dataclasses.replace(baseline, name=f"{config.name}_baseline")
     return baseline

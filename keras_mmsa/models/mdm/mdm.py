@@ -269,7 +269,9 @@ class MDM(BackboneMethod):
         if self.negatives == "inputs":
             z_marginal = features["z_marginal"]
         else:
-            z_marginal = self.backbone.fuse(self.marginal_features(features["h"]), training=training)
+            z_marginal = self.backbone.fuse(
+                self.marginal_features(features["h"]), training=training
+            )
         joint = self.critic(z, training=training)
         marginal = self.critic(z_marginal, training=training)
         return joint, marginal, z, z_marginal
@@ -278,7 +280,9 @@ class MDM(BackboneMethod):
         """L_MDM from T's scores on joint and product-of-marginals samples (eq. 6, 7 or 8)."""
         if self.mine is not None:
             return self.mine(joint_scores, marginal_scores)
-        kwargs = {"log_marginal": True} if self.penalty == "wasserstein" and self.wasserstein_log else {}
+        kwargs = (
+            {"log_marginal": True} if self.penalty == "wasserstein" and self.wasserstein_log else {}
+        )
         return total_correlation_lower_bound(
             joint_scores=joint_scores,
             marginal_scores=marginal_scores,
