@@ -231,6 +231,28 @@ def test_one_fit_batch_updates_the_critic_unroll_times_per_model_step(tiny, pena
         np.testing.assert_allclose(logs["critic_loss"], -logs["mdm_critic"], atol=1e-6)
 
 
+@pytest.mark.parametrize("base_name", ["lmf", "bert_lstm_mlp"])
+def test_any_base_model_trains_with_its_own_groups_and_optimizers(tiny, base_name):
+    """MDM reads only encode/fuse/head: LMF (Z = its 3 rank products, so T is 1-3 units wide) and BertLSTMMLP
+    (two groups, BERT with its own learning rate) train with their own optimizers plus the critic's."""
+    keras.utils.set_random_seed(0)
+    cls = registry.get_method(base_name)
+    small = {"lmf": dict(text_hidden=8, text_out=4, audio_hidden=4, vision_hidden=4, rank=3)}
+    backbone = backbones.load_text_backbone("tiny")[0]  # fresh: TFN/LMF freeze the backbone they get
+    base = cls(backbone, audio_dim=5, vision_dim=20, **small.get(base_name, {"fusion_dim": 8}))
+    model = MDM(base, penalty="f", unroll=2)
+    model.build(SHAPES)
+    train = MDM.preset_for_settings("sample", {"base": base_name})["train"]
+    model.compile(optimizers=model.optimizers_for(train), run_eagerly=True)
+    assert set(model.stages()[-1].groups) == set(base.variable_groups())
+    assert model.critic.input_dim == base.fusion_dim
+    logs = model.train_on_batch(*spec_batch(tiny[1]), return_dict=True)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert int(model.stage_optimizers["critic"].iterations) == 2
+    for group in base.variable_groups():
+        assert int(model.stage_optimizers[group].iterations) == 1, group
+
+
 def test_serialization_roundtrip_and_explain(tiny):
     model = tiny_mdm(tiny, penalty="kl", compile=False, lam=0.3, unroll=4, mine_decay=0.9)
     x, _ = spec_batch(tiny[1])
@@ -255,6 +277,8 @@ def test_rejects_bad_configurations(tiny):
         MDM(tiny_tfn(tiny, modalities=["text"]))
     with pytest.raises(TypeError, match="multimodal base model"):
         MDM(keras.layers.Dense(2))
+    with pytest.raises(ValueError, match="mine_decay"):
+        MDM(tiny_tfn(tiny), penalty="kl", mine_decay="fast")
     with pytest.raises(ValueError, match="optimizers_for"):
         MDM.optimizers_from_settings({})
 

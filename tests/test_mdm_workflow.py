@@ -230,14 +230,24 @@ def test_train_evaluate_drop_explain_scripts(tmp_path, data_dir, penalty):
     env = dict(os.environ, KMSA_DATA_DIR=str(data_dir))
     workdir = tmp_path / "runs"
     common = ["--set", "max_lengths.audio=24", "--set", "max_lengths.vision=24"]
+    export = [] if penalty == "kl" else ["--no-export"]
     _script(
-        "train", "--method", "mdm", "--epochs", "2", "--workdir", str(workdir), "--no-export",
+        "train", "--method", "mdm", "--epochs", "2", "--workdir", str(workdir), *export,
         "--verbose", "0", "--set", f"model.penalty={penalty}", *common, env=env,
     )  # fmt: skip
     (run_dir,) = list(workdir.iterdir())
     history = json.loads((run_dir / "history.json").read_text())
     for key in ("task", "mdm", "critic_loss", "mdm_critic"):
         assert len(history[key]) == 2 and all(np.isfinite(history[key])), key
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "logs" / "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+    for name in ("task", "mdm", "critic_loss", "mdm_critic", "lr_critic", "lr_main"):
+        assert f"epoch_{name}" in tags, (name, sorted(tags))
+    if penalty == "kl":  # the default export path of an MDM run
+        assert (run_dir / "export" / "saved_model.pb").exists()
     stdout = _script(
         "evaluate", str(run_dir), "--drop", "text", "--drop", "text,audio", "--explain", env=env
     )

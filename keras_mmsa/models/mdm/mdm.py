@@ -176,7 +176,9 @@ class MDM(BackboneMethod):
                 "MDM's penalty measures the dependency between modalities: it needs at least two; the base "
                 f"model has {list(backbone.modalities)} (penalty='none' trains it alone)"
             )
-        if mine_decay is not None and not 0.0 <= float(mine_decay) < 1.0:
+        if mine_decay is not None and not (
+            isinstance(mine_decay, (int, float)) and 0.0 <= float(mine_decay) < 1.0
+        ):
             raise ValueError(f"MDM: mine_decay must be None or in [0, 1); got {mine_decay}")
         self.backbone = backbone
         self.penalty = penalty
