@@ -303,8 +303,10 @@ def _plot_drops(report, path, title):
     )
     ax.set_ylabel("Acc-2 corrupt / Acc-2")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    top = max([1.0] + [report["drops"][n][f"ratio_{k}"] for n in names for k in keys])
+    ax.set_ylim(0.0, top + 0.2)  # room for the legend above the bars
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right", ncol=len(keys))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
