@@ -303,7 +303,8 @@ def _plot_drops(report, path, title):
     )
     ax.set_ylabel("Acc-2 corrupt / Acc-2")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    top = max([1.0] + [report["drops"][n][f"ratio_{k}"] for n in names for k in keys])
+    ratios = [report["drops"][n][f"ratio_{k}"] for n in names for k in keys]
+    top = max([1.0] + [r for r in ratios if np.isfinite(r)])
     ax.set_ylim(0.0, top + 0.2)  # room for the legend above the bars
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper right", ncol=len(keys))
