@@ -1,7 +1,8 @@
 """Base models (`MultimodalBackbone`s: encode / fuse / head) and the methods that wrap them.
 
-Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, and over word-aligned inputs `EFLSTM`, `MFN`. Methods
-(`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model alone, task loss only) and `MMIM`.
+Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, and over word-aligned inputs `EFLSTM`, `MFN`, `MAGBERT`,
+`MAGXLNet`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model alone, task loss only),
+`MMIM` and `MDM` (over any base model).
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
@@ -10,6 +11,7 @@ from keras_mmsa.models.ef_lstm import EFLSTM
 from keras_mmsa.models.lmf import LMF
 from keras_mmsa.models.mag_bert import MAGBERT
 from keras_mmsa.models.mag_xlnet import MAGXLNet
+from keras_mmsa.models.mdm import MDM
 from keras_mmsa.models.mfn import MFN
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
@@ -22,6 +24,7 @@ __all__ = [
     "MFN",
     "MAGBERT",
     "MAGXLNet",
+    "MDM",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

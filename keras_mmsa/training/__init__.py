@@ -7,6 +7,8 @@ import importlib
 
 _EXPORTS = {
     "RunConfig": "config",
+    "compare_configs": "compare",
+    "evaluate_drops": "evaluation",
     "evaluate_run": "evaluation",
     "load_run": "evaluation",
     "export_saved_model": "export",

@@ -1,4 +1,5 @@
-"""Command-line front ends of `scripts/train.py`, `scripts/evaluate.py` and `scripts/export.py`.
+"""Command-line front ends of `scripts/train.py`, `scripts/evaluate.py`, `scripts/export.py` and
+`scripts/compare.py`.
 
 Each parses flags into one library call. Any failure prints one line `error: ...` and exits with status 2
 (bad input: unknown method, missing files, unreadable data or backbone) or 1 (anything else); `--debug` shows
@@ -98,11 +99,16 @@ def _quiet_tensorflow():
             os.close(saved)
 
 
-def train_parser():
-    p = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train a keras_mmsa method; runs offline on the bundled `sample` dataset by default.",
-    )
+def train_parser(
+    *,
+    prog="train.py",
+    description="Train a keras_mmsa method; runs offline on the bundled `sample` dataset by default.",
+    seeds_default=None,
+    seeds_help="comma-separated seeds: one run each, then mean ± std",
+    export=True,
+):
+    """train.py's flags (compare.py takes the same, with its own --seeds default and no --no-export)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     from keras_mmsa.training.registry import METHODS
 
     p.add_argument("--method", required=True, help=f"method name: {', '.join(METHODS)}")
@@ -126,9 +132,7 @@ def train_parser():
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--seeds", default=None, help="comma-separated seeds: one run each, then mean ± std"
-    )
+    p.add_argument("--seeds", default=seeds_default, help=seeds_help)
     p.add_argument("--workdir", default="runs", help="parent of the run directory (default runs/)")
     p.add_argument(
         "--name", default=None, help="run directory name (default <method>_<dataset>_seed<seed>)"
@@ -145,7 +149,8 @@ def train_parser():
     )
     p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
     p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
-    p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    if export:
+        p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     p.add_argument(
         "--verbose",
         type=int,
@@ -217,14 +222,25 @@ def evaluate_main(argv):
         action="store_true",
         help="also write per-sample explanation scores (the method's explain(), e.g. MMIM's CPC scores)",
     )
+    p.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="MODALITIES",
+        help="also evaluate with these modalities blanked (e.g. text, or text,audio; repeatable): "
+        "Acc-2 corrupt / Acc-2 per set, a table and a PNG (MDM Fig. 2). Frames become zeros, text tokens "
+        "the padding id; lengths and masks are kept",
+    )
+    p.add_argument("--no-plot", action="store_true", help="with --drop: no PNG")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     _quiet_tensorflow()
     import json
 
     from keras_mmsa import metrics
-    from keras_mmsa.training.evaluation import evaluate_run
+    from keras_mmsa.training.evaluation import evaluate_drops, evaluate_run, parse_drop
 
+    drops = [parse_drop(d) for d in args.drop]  # bad values fail before anything loads
     table = evaluate_run(args.run_dir, args.split, explain=args.explain)
     print(json.dumps(table, indent=2))
     print(
@@ -232,6 +248,68 @@ def evaluate_main(argv):
             {f"{os.path.basename(os.path.normpath(args.run_dir))} ({args.split})": table}
         )
     )
+    if args.explain:
+        _print_explanations(os.path.join(args.run_dir, f"explain_{args.split}.csv"))
+    if drops:
+        report = evaluate_drops(args.run_dir, drops, args.split, plot=not args.no_plot)
+        md = os.path.join(args.run_dir, f"robustness_{args.split}.md")
+        print(open(md).read())
+        if report["plot"] or report["plot_note"]:
+            print(f"Plot: {report['plot']}" if report["plot"] else report["plot_note"])
+    return 0
+
+
+def _print_explanations(path, k=5):
+    """The first and last `k` rows of an explanation file (sorted files: the highest and lowest scores)."""
+    import csv
+
+    rows = list(csv.DictReader(open(path)))
+    print(f"Per-sample explanations: {path} ({len(rows)} rows)")
+    if "rank" not in (rows[0] if rows else {}):
+        return
+    shown = rows if len(rows) <= 2 * k else rows[:k] + [None] + rows[-k:]
+    score = [c for c in rows[0] if c not in ("rank", "id", "text", "label", "prediction")][0]
+    for r in shown:
+        if r is None:
+            print("  ...")
+            continue
+        text = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
+        print(
+            f"  #{r['rank']:>4} {score}={float(r[score]):.4f} label={float(r['label']):+.2f} "
+            f"pred={float(r['prediction']):+.2f} {r['id']}: {text}"
+        )
+
+
+@guarded
+def compare_main(argv):
+    p = train_parser(
+        prog="compare.py",
+        description="Train a configuration with and without its penalty over seeds; mean ± std per metric "
+        "and the Mann–Whitney U p-value (MDM Tables 1-2). Takes train.py's flags.",
+        seeds_default="1111,1112,1113,1114,1115",
+        seeds_help="comma-separated seeds, the same for both arms (default MMSA's 1111-1115)",
+        export=False,
+    )
+    p.add_argument(
+        "--baseline-set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="overrides that make the baseline (default for mdm: model.penalty=none; repeatable)",
+    )
+    args = p.parse_args(argv)
+    _quiet_tensorflow()
+    from keras_mmsa.training.compare import baseline_of, compare_configs
+
+    config = config_from_args(args)
+    config.resolved()
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers; got {args.seeds!r}") from None
+    baseline = baseline_of(config, args.baseline_set)
+    result = compare_configs(config, baseline, seeds, args.workdir, verbose=args.verbose)
+    print(f"Written: {', '.join(result['files'])}")
     return 0
 
 

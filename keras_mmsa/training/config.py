@@ -196,15 +196,21 @@ class RunConfig:
             text_backbone=self.text_backbone or preset["text_backbone"],
         )
         out._validate(_model_defaults(method, preset), preset["train"])
-        return dataclasses.replace(out, name=self.name or out._default_name(preset))
+        return dataclasses.replace(
+            out, name=self.name or out._default_name(self._method_and_preset(naming=True)[1])
+        )
 
     def default_name(self, *, with_seed=True):
         """The default run name of this config (without `_seed<seed>`: the stem `run_seeds` extends)."""
         out = self.resolved()
-        _, preset = out._method_and_preset()
+        _, preset = out._method_and_preset(naming=True)
         return out._default_name(preset, with_seed=with_seed)
 
-    def _method_and_preset(self):
+    def _method_and_preset(self, *, naming=False):
+        """The method class and the preset that fills the settings. A method whose preset depends on its own
+        model settings (`preset_for_settings(dataset, model)`; MDM: the preset of the base model it wraps)
+        gets that one, except for naming (`naming=True`): names hash what differs from its plain preset, so
+        another base model gives another name."""
         from keras_mmsa.training import registry
 
         if not isinstance(self.method, str):
@@ -212,6 +218,8 @@ class RunConfig:
         if not isinstance(self.dataset, str):
             raise ValueError(f"dataset={self.dataset!r}: expected a string (--dataset)")
         method = registry.get_method(self.method)
+        if not naming and hasattr(method, "preset_for_settings"):
+            return method, method.preset_for_settings(self.dataset, self.model)
         return method, method.preset(self.dataset)
 
     def _default_name(self, preset, *, with_seed=True):

@@ -21,6 +21,7 @@ _CLASSES = {
     "mfn": "keras_mmsa.models.mfn:MFN",
     "mag_bert": "keras_mmsa.models.mag_bert:MAGBERT",
     "mag_xlnet": "keras_mmsa.models.mag_xlnet:MAGXLNet",
+    "mdm": "keras_mmsa.models.mdm:MDM",
 }
 METHODS = tuple(_CLASSES)
 

@@ -275,7 +275,7 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
     save_tokenizer(run_dir / TOKENIZER, backbone, tokenizer)
     model.compile(
-        optimizers=method.optimizers_from_settings(config.train),
+        optimizers=run_optimizers(method, model, config.train),
         metrics=[metrics.MSAMetrics(family=info.family)],
         jit_compile=config.jit_compile,
     )
@@ -359,6 +359,13 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
         print(metrics.format_markdown({config.run_name: result["test"]}))
         print(f"Run directory: {run_dir}")
     return result
+
+
+def run_optimizers(method, model, train):
+    """`{group: optimizer}` of a run: the built model's `run_optimizers(train)` when it has one (a method over
+    any base model, e.g. MDM, whose groups are its base model's), else the class's `optimizers_from_settings`."""
+    own = getattr(model, "run_optimizers", None)
+    return own(train) if own is not None else method.optimizers_from_settings(train)
 
 
 def _stopped_early(plateau, train):

@@ -1,0 +1,3 @@
+from keras_mmsa.models.mdm.mdm import MDM
+
+__all__ = ["MDM"]
