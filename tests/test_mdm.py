@@ -248,6 +248,8 @@ def test_any_base_model_trains_with_its_own_groups_and_optimizers(tiny, base_nam
     model.compile(optimizers=model.optimizers_for(train), run_eagerly=True)
     assert set(model.stages()[-1].groups) == set(base.variable_groups())
     assert model.critic.input_dim == base.fusion_dim
+    widths = [max(16, w) for w in (base.fusion_dim // 2, base.fusion_dim, base.fusion_dim)]
+    assert model.critic.hidden_dims[:3] == widths  # Table 4's, floored at 16 (LMF's Z is 3 wide)
     logs = model.train_on_batch(*spec_batch(tiny[1]), return_dict=True)
     assert all(np.isfinite(v) for v in logs.values())
     assert int(model.stage_optimizers["critic"].iterations) == 2
@@ -347,3 +349,25 @@ def test_cached_text_features_are_permuted_with_their_tokens(tiny):
     plain = model.compute_features(x)
     shifted = model.compute_features({**x, "text_features": x["text_features"] + 1.0})
     assert not np.allclose(np.array(plain["z"]), np.array(shifted["z"]))
+
+
+@pytest.mark.large
+def test_fit_in_user_code_as_the_docstring_shows(tmp_path, monkeypatch):
+    """The class docstring's example: `model.fit(dataset)` with the preset's optimizers (XLA, unroll 10)."""
+    import keras_mmsa
+    from keras_mmsa.data import pipeline
+
+    monkeypatch.setenv("KMSA_DATA_DIR", str(tmp_path))
+    backbone, tokenizer = keras_mmsa.backbones.load_text_backbone("tiny")
+    model = MDM(TFN(backbone, audio_dim=5, vision_dim=20), penalty="kl", lam=0.1)
+    model.build()
+    model.compile(optimizers=model.optimizers_for(MDM.preset("sample")["train"]))
+    pipeline.prepare_builder("sample")
+    train = keras_mmsa.data.load(
+        "sample", "train", 32, text_backbone=tokenizer, max_lengths={"audio": 24, "vision": 24}
+    )
+    history = model.fit(train, epochs=1, verbose=0)
+    assert int(model.stage_optimizers["critic"].iterations) == 10 * 19
+    assert int(model.stage_optimizers["main"].iterations) == 19
+    for key in ("loss", "task", "mdm", "critic_loss"):
+        assert np.isfinite(history.history[key][0]), key

@@ -9,7 +9,7 @@ the paired comparison the paper's Tables 1-2 make.
 Paper values (Colombo et al. 2021): `unroll` = 10 critic updates per model update (App. A.1.2); the statistic
 network of App. Table 4 (widths d/2, d, d, d/4, d/4 of the fusion size d, LeakyReLU, dropout 0.4, sigmoid output).
 Not in the paper, chosen here (see `keras_mmsa.models.MDM`'s docstring): lambda = 0.1 (the paper never states
-its value), the critic's optimizer (Adam, `lr_critic` = 1e-3, the middle of the paper's learning-rate grid),
+its value), a floor of 16 units on the critic's widths (Table 4 gives 1-unit layers for LMF's 3-wide Z), the critic's optimizer (Adam, `lr_critic` = 1e-3, the middle of the paper's learning-rate grid),
 the penalty (Wasserstein, the paper's recommendation, §5.2 "Takeaways") and its Lipschitz constraint (spectral
 normalisation).
 
@@ -31,6 +31,7 @@ MODEL = dict(
     lam=0.1,
     unroll=10,
     negatives="inputs",
+    critic_min_width=16,  # Table 4's widths floored at 16 units (LMF's Z is 3 wide; see MDM's docstring)
     critic_output="sigmoid",
     lipschitz="spectral",
     gradient_penalty_weight=10.0,

@@ -208,6 +208,8 @@ def evaluate_drops(run_dir, drops, split="test", out_dir=None, plot=True):
     """
     run_dir = pathlib.Path(run_dir)
     out_dir = pathlib.Path(out_dir or run_dir)
+    if isinstance(drops, str):  # one set, "text,audio"
+        drops = [drops]
     drops = [parse_drop(d) if isinstance(d, str) else parse_drop(",".join(d)) for d in drops]
     if not drops:
         raise ValueError("evaluate_drops: give at least one set of modalities to drop")

@@ -78,8 +78,11 @@ class MDM(BackboneMethod):
       nat, so the penalty moves the loss by at most 0.1 against a task MAE near 1).
     - Z for TFN: the output of its post-fusion layers (`fusion_dim` = 64 on MOSI), the representation the final
       linear layer reads, as §4.3 defines Z_avl — not the flattened 140,481-wide fusion tensor, on which Table 4's
-      critic (first layer d/2 wide) would have ~10^10 weights. For LMF, Z is the `rank` products (3 on MOSI), so
-      Table 4's widths are 1-3 units; `critic_hidden_dims` sets others.
+      critic (first layer d/2 wide) would have ~10^10 weights.
+    - T's widths are Table 4's (d/2, d, d, d/4, d/4 of d = `fusion_dim`) but at least `critic_min_width` = 16
+      units. For LMF, Z is the `rank` products (3 on MOSI), and Table 4 gives layers of 1 unit: measured on the
+      sample, their LeakyReLU units die and T is constant to 1e-5 within 3 epochs, so every penalty is exactly
+      0. The floor changes nothing for TFN (64) or BertLSTMMLP (128); `critic_hidden_dims` sets any widths.
     - The critic's optimizer is not given (the paper's AdamW and grid {2e-3, 1e-3, 5e-4, 1e-4} is for eq. 5):
       Adam at `lr_critic` = 1e-3 (`train.lr_critic`); the base model keeps its own optimizers.
     - Eq. 7 prints E_q[e^(T^{-1})]; the f-divergence (NWJ) bound it cites (Nguyen et al.) is E_q[e^(T−1)], which
@@ -117,7 +120,9 @@ class MDM(BackboneMethod):
         lam: λ of eq. 5.
         unroll: critic updates per model update (Algorithm 1's Unroll; App. A.1.2: 10).
         negatives: "inputs" or "features" (see above).
-        critic_hidden_dims: widths of T's hidden layers (None: Table 4's d/2, d, d, d/4, d/4 of d = fusion_dim).
+        critic_hidden_dims: widths of T's hidden layers (None: Table 4's d/2, d, d, d/4, d/4 of d = fusion_dim,
+            each at least `critic_min_width`).
+        critic_min_width: the narrowest hidden layer of T when `critic_hidden_dims` is None.
         critic_dropout: dropout of T (None: 0.4 as in Table 4, 0.0 for the Wasserstein penalty).
         critic_output: "sigmoid" (Table 4) or "linear".
         lipschitz: "spectral" or "gradient_penalty" (Wasserstein only).
@@ -153,6 +158,7 @@ class MDM(BackboneMethod):
         unroll=10,
         negatives="inputs",
         critic_hidden_dims=None,
+        critic_min_width=16,
         critic_dropout=None,
         critic_output="sigmoid",
         lipschitz="spectral",
@@ -194,6 +200,7 @@ class MDM(BackboneMethod):
         self.unroll = int(unroll)
         self.negatives = negatives
         self.critic_hidden_dims = None if critic_hidden_dims is None else list(critic_hidden_dims)
+        self.critic_min_width = int(critic_min_width)
         self.critic_dropout = critic_dropout
         self.critic_output = critic_output
         self.lipschitz = lipschitz
@@ -209,9 +216,13 @@ class MDM(BackboneMethod):
             wasserstein = penalty == "wasserstein"
             if critic_dropout is None:
                 critic_dropout = 0.0 if wasserstein else 0.4
+            hidden = self.critic_hidden_dims
+            if hidden is None:  # Table 4's widths, at least `critic_min_width` units
+                d = backbone.fusion_dim
+                hidden = [max(self.critic_min_width, w) for w in (d // 2, d, d, d // 4, d // 4)]
             self.critic = StatisticNetwork(
                 backbone.fusion_dim,
-                hidden_dims=self.critic_hidden_dims,
+                hidden_dims=hidden,
                 dropout=critic_dropout,
                 output_activation=critic_output,
                 lipschitz=lipschitz if wasserstein else None,
@@ -440,6 +451,7 @@ class MDM(BackboneMethod):
                 "unroll": self.unroll,
                 "negatives": self.negatives,
                 "critic_hidden_dims": self.critic_hidden_dims,
+                "critic_min_width": self.critic_min_width,
                 "critic_dropout": self.critic_dropout,
                 "critic_output": self.critic_output,
                 "lipschitz": self.lipschitz,
