@@ -299,7 +299,7 @@ def compare_main(argv):
     )
     args = p.parse_args(argv)
     _quiet_tensorflow()
-    from keras_mmsa.training.compare import baseline_of, compare_configs
+    from keras_mmsa.training.compare import baseline_of, compare_configs, format_comparison
 
     config = config_from_args(args)
     config.resolved()
@@ -309,6 +309,8 @@ def compare_main(argv):
         raise ValueError(f"--seeds expects comma-separated integers; got {args.seeds!r}") from None
     baseline = baseline_of(config, args.baseline_set)
     result = compare_configs(config, baseline, seeds, args.workdir, verbose=args.verbose)
+    # the table always reaches stdout (`--verbose` is the Keras verbosity of the runs)
+    print(format_comparison(result))
     print(f"Written: {', '.join(result['files'])}")
     return 0
 

@@ -193,7 +193,7 @@ def compare_configs(config, baseline, seeds, workdir="runs", *, verbose=1, train
         config, baseline: `RunConfig`s (e.g. `baseline_of(config)`).
         seeds: the seeds (the same for both arms).
         workdir: the runs' parent folder.
-        verbose: Keras verbosity of the runs (the table is printed when > 0).
+        verbose: Keras verbosity of the runs (the table is returned and written; `scripts/compare.py` prints it).
         train_fn: `train_and_evaluate`-like function (tests substitute one); default `train_and_evaluate`.
 
     Returns:
@@ -231,6 +231,4 @@ def compare_configs(config, baseline, seeds, workdir="runs", *, verbose=1, train
     result["files"] = [str(base) + ".json", str(base) + ".md"]
     pathlib.Path(result["files"][0]).write_text(json.dumps(result, indent=2) + "\n")
     pathlib.Path(result["files"][1]).write_text(text + "\n")
-    if verbose:
-        print(text)
     return result
