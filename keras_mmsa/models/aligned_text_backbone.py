@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_mmsa.data.spec import TEXT_FEATURES
 from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
-from keras_mmsa.models.multimodal_backbone import frozen_sequence_encoder
+from keras_mmsa.models.multimodal_backbone import check_aligned_frames, frozen_sequence_encoder
 
 
 class AlignedTextBackbone(FrozenTextBackbone):
@@ -49,22 +49,7 @@ class AlignedTextBackbone(FrozenTextBackbone):
         for m, dim in self.input_dims().items():
             if m == "text":
                 continue
-            if m not in x:
-                raise KeyError(
-                    f"{type(self).__name__} uses {m!r} but the inputs have no {m!r} key (got "
-                    f"{sorted(x)}); load the data with that modality"
-                )
-            shape = tuple(x[m].shape)
-            if (
-                len(shape) != 3
-                or (length is not None and shape[1] is not None and shape[1] != length)
-                or (shape[2] is not None and shape[2] != dim)
-            ):
-                raise ValueError(
-                    f"{type(self).__name__} reads word-aligned inputs: {m!r} must be [B, {length}, {dim}] "
-                    f"(one frame per position of 'token_ids', {length} positions); got {list(shape)}. Use "
-                    f"an aligned dataset (`keras_mmsa.data.dataset_info(name).aligned`, e.g. mosi_aligned)"
-                )
+            check_aligned_frames(type(self).__name__, x, m, dim, length)
         sequences = {"text": self._token_states(x)}
         for m in self.modalities:
             if m != "text":

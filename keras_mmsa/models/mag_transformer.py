@@ -8,7 +8,11 @@ from keras import ops
 
 from keras_mmsa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate
 from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
-from keras_mmsa.models.multimodal_backbone import MultimodalBackbone, check_modalities
+from keras_mmsa.models.multimodal_backbone import (
+    MultimodalBackbone,
+    check_aligned_frames,
+    check_modalities,
+)
 
 
 class MAGTransformer(MultimodalBackbone):
@@ -132,22 +136,7 @@ class MAGTransformer(MultimodalBackbone):
         frames = {}
         for m in self.nonverbal:
             dim = self.audio_dim if m == "audio" else self.vision_dim
-            if m not in x:
-                raise KeyError(
-                    f"{type(self).__name__} uses {m!r} but the inputs have no {m!r} key (got {sorted(x)}); "
-                    f"load the data with that modality"
-                )
-            shape = tuple(x[m].shape)
-            if (
-                len(shape) != 3
-                or (length is not None and shape[1] is not None and shape[1] != length)
-                or (shape[2] is not None and shape[2] != dim)
-            ):
-                raise ValueError(
-                    f"{type(self).__name__} reads word-aligned inputs: {m!r} must be [B, {length}, {dim}] (one "
-                    f"frame per position of 'token_ids'); got {list(shape)}. Use an aligned dataset "
-                    f"(`keras_mmsa.data.dataset_info(name).aligned`, e.g. mosi_aligned)"
-                )
+            check_aligned_frames(type(self).__name__, x, m, dim, length)
             frames[m] = ops.convert_to_tensor(x[m], dtype=self.compute_dtype)
         return frames
 

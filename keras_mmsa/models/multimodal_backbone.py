@@ -187,3 +187,24 @@ def frozen_sequence_encoder(text_backbone, *, owner):
         encoder = TextEncoder(text_backbone, output_mode="sequence", name="text_encoder")
     encoder.trainable = False
     return encoder
+
+
+def check_aligned_frames(owner, x, modality, dim, length):
+    """Raises unless `x[modality]` is word-aligned: `[B, length, dim]`, one frame per position of
+    'token_ids' (None sizes are not checked). `owner` names the model in the message."""
+    if modality not in x:
+        raise KeyError(
+            f"{owner} uses {modality!r} but the inputs have no {modality!r} key (got {sorted(x)}); "
+            f"load the data with that modality"
+        )
+    shape = tuple(x[modality].shape)
+    if (
+        len(shape) != 3
+        or (length is not None and shape[1] is not None and shape[1] != length)
+        or (shape[2] is not None and shape[2] != dim)
+    ):
+        raise ValueError(
+            f"{owner} reads word-aligned inputs: {modality!r} must be [B, {length}, {dim}] (one frame per "
+            f"position of 'token_ids', {length} positions); got {list(shape)}. Use an aligned dataset "
+            f"(`keras_mmsa.data.dataset_info(name).aligned`, e.g. mosi_aligned)"
+        )
