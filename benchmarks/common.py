@@ -22,6 +22,21 @@ def set_environment():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def add_run_flags(parser):
+    """The flags every training benchmark shares: --no-jit, --verbose, --debug."""
+    parser.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
+    parser.add_argument("--verbose", type=int, default=2, help="Keras verbosity of each run")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def command_line(script, argv):
+    """The command as results files record it: `python benchmarks/<script> <argv>` without --debug."""
+    import shlex
+
+    return f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in argv if a != "--debug")
+
+
 def one_line_errors(main):
     """Wraps `main(argv) -> int` so that an exception prints one `error: ...` line and returns 2 (bad input)
     or 1 (anything else); `--debug` in argv re-raises it instead."""

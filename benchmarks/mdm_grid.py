@@ -9,6 +9,12 @@ LMF, MFN, MAG-BERT, MAG-XLNet) and every penalty (none, kl, f, wasserstein) for 
     <out>/results.md     the same as tables: base × penalty (MAE, Acc-2), seconds per step and the ratio to the
                          base model alone, and one comparison table per base and penalty
 
+`--drop text` (repeatable; "text,audio" drops both) also evaluates every finished run with those modalities
+blanked at inference (`keras_mmsa.training.evaluation.evaluate_drops`: how a dropped modality is fed is
+documented in `drop_modalities`) and adds, per base and penalty, Acc-2_corrupt / Acc-2 (mean ± std over seeds,
+the paper's Fig. 2 robustness ratio) to the tables and `<out>/robustness.png` (bars per base and penalty) when
+matplotlib is installed.
+
 The paper's protocol (Colombo et al. 2021, Tables 1-2) is this grid on real data with several seeds:
 `--manual-dir PATH/TO/mosi --dataset mosi_sdk_aligned --modalities text,audio --seeds 1111,1112,1113` (see
 `benchmarks/README.md`). "none" is `MDM(base, penalty="none")`: the same model, presets, optimizers and early
@@ -29,7 +35,6 @@ import dataclasses
 import datetime
 import json
 import pathlib
-import shlex
 import statistics
 import sys
 import time
@@ -38,6 +43,7 @@ if not __package__:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
+from benchmarks.real_mosi import _finished_result, default_text_backbone  # noqa: E402
 
 BASES = ("ef_lstm", "tfn", "lmf", "mfn", "mag_bert", "mag_xlnet")
 PENALTIES = ("none", "kl", "f", "wasserstein")
@@ -82,17 +88,6 @@ def seconds_per_step(epochs):
     if not later:
         return None
     return statistics.median(e["seconds"] / e["steps"] for e in later)
-
-
-def _finished(run_dir, config):
-    from keras_mmsa.training import RunConfig
-
-    metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
-    if not (metrics_path.exists() and config_path.exists()):
-        return None
-    if RunConfig.from_json(config_path).to_dict() != config.to_dict():
-        return None
-    return json.loads(metrics_path.read_text())
 
 
 def run_config(
@@ -150,11 +145,18 @@ def run_grid(
     jit_compile=True,
     command=None,
     verbose=2,
+    drops=(),
 ):
-    """Trains every base × penalty × seed (reusing finished runs) and writes results.json / results.md."""
+    """Trains every base × penalty × seed (reusing finished runs) and writes results.json / results.md.
+
+    `drops`: sets of modalities (e.g. `[("text",)]`) to blank at inference on every run's test split.
+    """
     from keras_mmsa import metrics
     from keras_mmsa.training import train_and_evaluate
     from keras_mmsa.training.compare import compare_results
+    from keras_mmsa.training.evaluation import evaluate_drops, parse_drop
+
+    drops = [parse_drop(d if isinstance(d, str) else ",".join(d)) for d in drops]
 
     unknown = [b for b in bases if b not in BASES] + [p for p in penalties if p not in PENALTIES]
     if unknown:
@@ -162,8 +164,6 @@ def run_grid(
     seeds = [int(s) for s in seeds]
     if manual_dir is not None and text_backbone is None:
         # real data: the MiniLM of real_mosi.py (the BERT models fine-tune it, the others cache its states)
-        from benchmarks.real_mosi import default_text_backbone
-
         text_backbone = default_text_backbone()
     out_dir, workdir = pathlib.Path(out_dir), pathlib.Path(workdir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ def run_grid(
                     config, seed=seed, name=f"mdm_{base}_{penalty}_seed{seed}"
                 )
                 run_dir = workdir / run.run_name
-                result = _finished(run_dir, run)
+                result = _finished_result(run_dir, run)
                 if result is None:
                     timer = _step_timer(run_dir / STEP_TIME)
                     result = train_and_evaluate(
@@ -201,7 +201,18 @@ def run_grid(
                     if (run_dir / STEP_TIME).exists()
                     else []
                 )
+                robustness = {}
+                if drops:
+                    saved = run_dir / "robustness_test.json"
+                    rob = json.loads(saved.read_text()) if saved.exists() else {"drops": {}}
+                    if any("+".join(d) not in rob["drops"] for d in drops):
+                        rob = evaluate_drops(run_dir, drops, "test", plot=False)
+                    robustness = {
+                        name: {k: v for k, v in e.items() if k.startswith("ratio_")}
+                        for name, e in rob["drops"].items()
+                    }
                 per_seed[str(seed)] = {
+                    "robustness": robustness,
                     "test": result["test"],
                     "best_epoch": result["best_epoch"],
                     "epochs_run": len(timing),
@@ -212,6 +223,7 @@ def run_grid(
                 "seeds": per_seed,
                 "aggregate": metrics.aggregate_runs([r["test"] for r in per_seed.values()]),
                 "seconds_per_step": _median([r["seconds_per_step"] for r in per_seed.values()]),
+                "robustness": _aggregate_robustness([r["robustness"] for r in per_seed.values()]),
             }
             settings[f"{base}/{penalty}"] = {
                 k: v
@@ -237,10 +249,63 @@ def run_grid(
         "std": "population std over seeds (ddof=0)",
         "cells": cells,
         "settings": settings,
+        "drops": ["+".join(d) for d in drops],
     }
+    report["plot"] = _plot_robustness(report, out_dir / "robustness.png") if drops else None
     (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "results.md").write_text(format_report(report))
     return report
+
+
+def _aggregate_robustness(per_seed):
+    """{drop: {ratio key: {"mean", "std"}}} over seeds (population std)."""
+    import numpy as np
+
+    out = {}
+    for name in per_seed[0] if per_seed else ():
+        out[name] = {}
+        for key in per_seed[0][name]:
+            values = np.asarray([r[name][key] for r in per_seed], np.float64)
+            out[name][key] = {"mean": float(values.mean()), "std": float(values.std())}
+    return out
+
+
+def _plot_robustness(report, path):
+    """Bars of Acc-2_corrupt / Acc-2 (Non0 where present) per base and penalty, one panel per drop set."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cells, drops = report["cells"], report["drops"]
+    penalties = list(next(iter(cells.values())))
+    fig, axes = plt.subplots(
+        1, len(drops), figsize=((2.4 + 1.6 * len(cells)) * len(drops), 3.4), squeeze=False
+    )
+    width = 0.8 / len(penalties)
+    for ax, drop in zip(axes[0], drops):
+        for j, p in enumerate(penalties):
+            means, stds = [], []
+            for base in cells:
+                ratios = cells[base][p]["robustness"].get(drop, {})
+                key = "ratio_non0_acc2" if "ratio_non0_acc2" in ratios else "ratio_acc2"
+                means.append(ratios.get(key, {}).get("mean", float("nan")))
+                stds.append(ratios.get(key, {}).get("std", 0.0))
+            xs = [i + (j - (len(penalties) - 1) / 2) * width for i in range(len(cells))]
+            ax.bar(xs, means, width=width, yerr=stds, capsize=3, label=p)
+        ax.set_xticks(range(len(cells)))
+        ax.set_xticklabels(list(cells))
+        ax.set_ylabel("Acc-2 corrupt / clean")
+        ax.set_title(f"drop {drop} (test)")
+        ax.set_ylim(0.0, 1.1)
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
 
 
 def _median(values):
@@ -306,6 +371,28 @@ def format_report(report):
                 continue
             texts.append(f"{s * 1e3:.1f}" + (f" (×{s / ref:.2f})" if ref and p != "none" else ""))
         lines.append(f"| {base} | " + " | ".join(texts) + " |")
+    for drop in report.get("drops", []):
+        lines += [
+            "",
+            f"## Robustness: Acc-2 (Non0) with {drop} dropped / Acc-2 clean (test; Fig. 2's ratio)",
+            "",
+            "| base | " + " | ".join(penalties) + " |",
+            "|---|" + "---|" * len(penalties),
+        ]
+        for base, row in cells.items():
+            texts = []
+            for p in penalties:
+                ratios = row[p]["robustness"].get(drop, {})
+                key = "ratio_non0_acc2" if "ratio_non0_acc2" in ratios else "ratio_acc2"
+                r = ratios.get(key)
+                texts.append(
+                    "n/a"
+                    if r is None
+                    else f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if len(seeds) > 1 else "")
+                )
+            lines.append(f"| {base} | " + " | ".join(texts) + " |")
+    if report.get("plot"):
+        lines += ["", f"Plot: `{pathlib.Path(report['plot']).name}`."]
     compared = [
         (b, p, c["versus_none"])
         for b, row in cells.items()
@@ -389,19 +476,21 @@ def parser():
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run"
     )
-    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
-    p.add_argument("--verbose", type=int, default=2, help="Keras verbosity of each run")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    p.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="MODALITIES",
+        help="evaluate every run with these modalities blanked (e.g. text; repeatable)",
+    )
+    return common.add_run_flags(p)
 
 
 @common.one_line_errors
 def main(argv):
     args = parser().parse_args(argv)
     common.set_environment()
-    command = "python benchmarks/mdm_grid.py " + " ".join(
-        shlex.quote(a) for a in argv if a != "--debug"
-    )
+    command = common.command_line("mdm_grid.py", argv)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
     report = run_grid(
         args.out,
@@ -420,6 +509,7 @@ def main(argv):
         jit_compile=not args.no_jit,
         command=command,
         verbose=args.verbose,
+        drops=args.drop,
     )
     print(format_report(report))
     return 0

@@ -26,7 +26,6 @@ import json
 import os
 import pathlib
 import platform
-import shlex
 import sys
 import time
 
@@ -403,10 +402,7 @@ def parser():
         metavar="KEY=VALUE",
         help='override for every run, e.g. model.standardize=["audio"] (repeatable)',
     )
-    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
-    p.add_argument("--verbose", type=int, default=2, help="Keras verbosity of each run")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return common.add_run_flags(p)
 
 
 @common.one_line_errors
@@ -414,9 +410,7 @@ def main(argv):
     """The command line; any error is one line on stderr and exit status 2 (bad input) or 1."""
     args = parser().parse_args(argv)
     common.set_environment()
-    command = "python benchmarks/real_mosi.py " + " ".join(
-        shlex.quote(a) for a in argv if a != "--debug"
-    )
+    command = common.command_line("real_mosi.py", argv)
     report = run_benchmark(
         args.manual_dir,
         args.out,
