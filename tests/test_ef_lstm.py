@@ -156,3 +156,57 @@ def test_learns_the_aligned_toy_set_from_words_and_audio():
     text_only, _ = _toy_mae(EFLSTM, ["text"], hidden_dim=16, num_layers=1, dropout=0.0)
     assert mae < 0.5 * constant
     assert mae < 0.75 * text_only  # the audio half of the label is read from the aligned frames
+
+
+@pytest.mark.large  # ~40-90 s on 2 cores: the SavedModel's tokenizer and word-placement graph
+def test_serve_text_of_a_word_aligned_run_takes_frames_per_word(tmp_path):
+    """A run on word-aligned data exports `serve_text` taking audio/vision per whitespace word: it lays them on
+    the tokens as training did, and refuses a row count that is not the text's word count."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the serve_text signature's tokenizer ops)
+
+    from keras_mmsa.data import pipeline
+    from keras_mmsa.training.export import export_saved_model
+
+    keras.utils.set_random_seed(0)
+    model = tiny_ef_lstm()
+    _, tokenizer = backbones.load_text_backbone("tiny")
+    lengths = {"text": LENGTH, "audio": LENGTH, "vision": LENGTH}
+    model.build(
+        {"token_ids": (None, LENGTH), "audio": (None, LENGTH, 5), "vision": (None, LENGTH, 20)}
+    )
+    info = pipeline.dataset_info("sample_aligned")
+    assert info.alignment == "words"
+    export_saved_model(model, tmp_path / "export", tokenizer=tokenizer, info=info, lengths=lengths)
+
+    rng = np.random.default_rng(0)
+    texts = ["a good film", "bad", "it was fine i guess"]
+    counts = np.array([3, 1, 5], np.int32)
+    words = {"audio": rng.normal(size=(3, 6, 5)), "vision": rng.normal(size=(3, 6, 20))}
+    words = {
+        k: (v * (np.arange(6)[None, :, None] < counts[:, None, None])).astype("float32")
+        for k, v in words.items()
+    }
+    # what training feeds the model for these texts and word rows (the pipeline's own placement)
+    x = {k: np.array(v) for k, v in pipeline.tokenize_batch(tokenizer, texts, LENGTH).items()}
+    placed = pipeline.expand_word_frames(
+        tokenizer, texts, {k: tf.RaggedTensor.from_tensor(v, lengths=counts) for k, v in words.items()},
+        x["token_ids"], x["padding_mask"],
+    )  # fmt: skip
+    for m in ("audio", "vision"):
+        x[m] = np.array(placed[m])
+        x[f"{m}_lengths"] = np.array(placed["lengths"], np.int32)
+        # the first word's first piece sits right after [CLS]; [CLS] itself gets zeros
+        np.testing.assert_allclose(x[m][:, 1], words[m][:, 0], atol=1e-6)
+        assert not np.any(x[m][:, 0])
+    expected = np.asarray(model(x, training=False))
+
+    serve_text = tf.saved_model.load(str(tmp_path / "export")).signatures["serve_text"]
+    request = {"text": tf.constant(texts)}
+    for m in ("audio", "vision"):
+        request[m] = tf.constant(words[m])
+        request[f"{m}_lengths"] = tf.constant(counts)
+    np.testing.assert_allclose(serve_text(**request)["sentiment"].numpy(), expected, atol=1e-5)
+    for bad in ([2, 1, 5], [3, 1, 7]):  # one word short; more words than rows
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            serve_text(**{**request, "audio_lengths": tf.constant(bad, tf.int32)})

@@ -13,6 +13,16 @@ Two signatures, both returning `{"sentiment": float32 [B]}`:
   `import tensorflow_text` registers them. `text_signature=False` (`scripts/export.py --features-only`)
   writes `serve` alone, which loads with TensorFlow only.
 
+Word-aligned runs (`dataset_info(...).aligned` with `alignment == "words"`: `sample_aligned`,
+`mosi_sdk_aligned`; EF-LSTM, MFN, MAG-BERT, MAG-XLNet trained on them): `serve` takes the model's own inputs,
+one audio/vision frame per token position, as the pipeline makes them; a client that has raw text cannot know
+those positions, so `serve_text` takes the frames PER WHITESPACE WORD of `text` instead — `audio` float32
+[B, W, D_a] with `audio_lengths` int32 [B] = the number of words (rows past it are ignored), the same for
+vision — and lays them on the tokens in the graph exactly as training did (`keras_mmsa.data.pipeline.
+expand_word_frames`: each word's row repeated over its WordPiece pieces, zeros on special tokens and padding). A
+row count that differs from the text's word count fails with INVALID_ARGUMENT. Runs on token-aligned data
+(MMSA's aligned pickles, `alignment == "tokens"`) keep per-token frames in both signatures.
+
 Both signatures check their inputs inside the graph: each `*_lengths` must lie in [1, padded length] and the
 audio/vision features must be finite; a bad request fails with `InvalidArgumentError` (TF Serving: status
 INVALID_ARGUMENT) naming the input, never a silent NaN.
@@ -28,7 +38,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from keras_mmsa.data.pipeline import padded_lengths, tokenize_batch
+from keras_mmsa.data.pipeline import expand_word_frames, padded_lengths, tokenize_batch
 from keras_mmsa.data.spec import AUDIO_KEYS, TEXT_KEYS, VISION_KEYS
 
 
@@ -67,6 +77,28 @@ def checked_inputs(inputs, lengths):
             inputs[feature], f"input '{feature}' holds NaN or Inf values"
         )
     return inputs
+
+
+def _word_aligned(info):
+    return bool(getattr(info, "aligned", False)) and getattr(info, "alignment", None) == "words"
+
+
+def _checked_word_counts(counts, frames, name):
+    """`counts` (int [B]) checked to lie in [0, W] of `frames` [B, W, D]: the rows of each text's words."""
+    counts = tf.convert_to_tensor(counts, tf.int32)
+    width = tf.shape(frames, out_type=tf.int32)[1]
+    checks = [
+        tf.debugging.assert_greater_equal(
+            counts, 0, message=f"input '{name}' (words per text) must be >= 0"
+        ),
+        tf.debugging.assert_less_equal(
+            counts,
+            width,
+            message=f"input '{name}' (words per text) exceeds the rows of its frames",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(counts)
 
 
 def export_saved_model(
@@ -114,10 +146,40 @@ def export_saved_model(
         text_spec = {k: v for k, v in spec.items() if k not in TEXT_KEYS}
         text_spec["text"] = tf.TensorSpec([None], tf.string, name="text")
         text_len = int(lengths["text"])
+        per_word = [
+            keys
+            for m, keys in (("audio", AUDIO_KEYS), ("vision", VISION_KEYS))
+            if keys[0] in spec and info is not None and _word_aligned(info)
+        ]
+        for feature, _ in per_word:  # frames per whitespace word, any number of words
+            text_spec[feature] = tf.TensorSpec(
+                [None, None, spec[feature].shape[-1]], tf.float32, name=feature
+            )
 
         def serve_text(inputs):
             inputs = dict(inputs)
-            inputs.update(tokenize_batch(tokenizer, inputs.pop("text"), text_len))
+            texts = inputs.pop("text")
+            tokens = tokenize_batch(tokenizer, texts, text_len)
+            inputs.update(tokens)
+            if per_word:
+                words = {}
+                for feature, length in per_word:
+                    n_words = _checked_word_counts(inputs[length], inputs[feature], length)
+                    inputs[feature] = tf.debugging.assert_all_finite(
+                        inputs[feature], f"input '{feature}' holds NaN or Inf values"
+                    )
+                    words[feature] = tf.RaggedTensor.from_tensor(inputs[feature], lengths=n_words)
+                placed = expand_word_frames(
+                    tokenizer,
+                    texts,
+                    words,
+                    tokens["token_ids"],
+                    tokens["padding_mask"],
+                    dataset_name="serve_text request",
+                )
+                for feature, length in per_word:
+                    inputs[feature] = placed[feature]
+                    inputs[length] = tf.cast(placed["lengths"], tf.int32)
             return {"sentiment": model(checked_inputs(inputs, lengths), training=False)}
 
         archive.add_endpoint("serve_text", serve_text, input_signature=[text_spec])
