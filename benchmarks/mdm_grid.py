@@ -81,6 +81,46 @@ def _step_timer(path):
     return StepTimer(path)
 
 
+def _train_in_subprocess(run, workdir, verbose):
+    """Trains one cell in a fresh Python process and returns its `metrics.json`.
+
+    One process per run: a grid of dozens of XLA-compiled runs in one process exhausted LLVM's JIT memory
+    ("LLVM compilation error: Cannot allocate memory") and grew to several GiB; a child process gives every run
+    the same clean start, and its time per step is not disturbed by the earlier runs' leftovers.
+    """
+    import subprocess
+    import tempfile
+
+    run_dir = pathlib.Path(workdir) / run.run_name
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = pathlib.Path(tmp) / "config.json"
+        run.to_json(config_path)
+        argv = [
+            sys.executable,
+            str(pathlib.Path(__file__).resolve()),
+            "--train-one",
+            str(config_path),
+        ]
+        argv += ["--workdir", str(workdir), "--verbose", str(verbose)]
+        done = subprocess.run(argv, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"training {run.run_name} failed (exit {done.returncode}); its output is above, its run "
+            f"directory {run_dir}; re-running the grid resumes it"
+        )
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _train_one(config_path, workdir, verbose):
+    """The child of `_train_in_subprocess`: one run with the step timer."""
+    from keras_mmsa.training import RunConfig, train_and_evaluate
+
+    run = RunConfig.from_json(config_path)
+    timer = _step_timer(pathlib.Path(workdir) / run.run_name / STEP_TIME)
+    train_and_evaluate(run, workdir, verbose=verbose, export=False, callbacks=[timer])
+    return 0
+
+
 def seconds_per_step(epochs):
     """Median seconds per training step over the epochs after the first (the first when it is the only one)."""
     rows = [e for e in epochs if e["steps"] > 0]
@@ -152,7 +192,6 @@ def run_grid(
     `drops`: sets of modalities (e.g. `[("text",)]`) to blank at inference on every run's test split.
     """
     from keras_mmsa import metrics
-    from keras_mmsa.training import train_and_evaluate
     from keras_mmsa.training.compare import compare_results
     from keras_mmsa.training.evaluation import evaluate_drops, parse_drop
 
@@ -192,10 +231,7 @@ def run_grid(
                 run_dir = workdir / run.run_name
                 result = _finished_result(run_dir, run)
                 if result is None:
-                    timer = _step_timer(run_dir / STEP_TIME)
-                    result = train_and_evaluate(
-                        run, workdir, verbose=verbose, export=False, callbacks=[timer]
-                    )
+                    result = _train_in_subprocess(run, workdir, verbose)
                 timing = (
                     json.loads((run_dir / STEP_TIME).read_text())
                     if (run_dir / STEP_TIME).exists()
@@ -483,6 +519,9 @@ def parser():
         metavar="MODALITIES",
         help="evaluate every run with these modalities blanked (e.g. text; repeatable)",
     )
+    p.add_argument(
+        "--train-one", default=None, help=argparse.SUPPRESS
+    )  # internal: one run, own process
     return common.add_run_flags(p)
 
 
@@ -490,6 +529,8 @@ def parser():
 def main(argv):
     args = parser().parse_args(argv)
     common.set_environment()
+    if args.train_one:
+        return _train_one(args.train_one, args.workdir, args.verbose)
     command = common.command_line("mdm_grid.py", argv)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
     report = run_grid(
