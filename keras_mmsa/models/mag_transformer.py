@@ -45,6 +45,8 @@ class MAGTransformer(MultimodalBackbone):
     """
 
     requires_aligned = True
+    # `injection_index=None` takes the subclass's paper default.
+    default_injection_index = 0
     # The optimizer group of the backbone's weights (its learning rate is train["lr_<text_group>"]).
     text_group = "text"
 
@@ -54,7 +56,7 @@ class MAGTransformer(MultimodalBackbone):
         audio_dim=None,
         vision_dim=None,
         modalities=None,
-        injection_index=0,
+        injection_index=None,
         beta_shift=1.0,
         dropout_mag=0.5,
         dropout_head=0.1,
@@ -71,13 +73,15 @@ class MAGTransformer(MultimodalBackbone):
         self.audio_dim = audio_dim
         self.vision_dim = vision_dim
         self.modalities = modalities
+        if injection_index is None:  # the subclass's paper default
+            injection_index = self.default_injection_index
         self.injection_index = injection_index
         self.beta_shift = beta_shift
         self.dropout_mag = dropout_mag
         self.dropout_head = dropout_head
 
         self.transformer = SplitTextBackbone(
-            text_backbone, split_index=injection_index, name="text_backbone"
+            text_backbone, split_index=self.injection_index, name="text_backbone"
         )
         self.hidden_dim = self.transformer.hidden_dim
         self.nonverbal = [m for m in ("audio", "vision") if m in modalities]

@@ -56,30 +56,7 @@ class MAGBERT(MAGTransformer):
 
     presets = presets
     text_group = "bert"
-
-    def __init__(
-        self,
-        text_backbone,
-        audio_dim=None,
-        vision_dim=None,
-        modalities=None,
-        injection_index=0,
-        beta_shift=1.0,
-        dropout_mag=0.5,
-        dropout_head=0.1,
-        **kwargs,
-    ):
-        super().__init__(
-            text_backbone,
-            audio_dim=audio_dim,
-            vision_dim=vision_dim,
-            modalities=modalities,
-            injection_index=injection_index,
-            beta_shift=beta_shift,
-            dropout_mag=dropout_mag,
-            dropout_head=dropout_head,
-            **kwargs,
-        )
+    default_injection_index = 0  # the gate after the embeddings: MMSA's BERT_MAG default
 
     def _check_backbone(self, backbone):
         if not isinstance(backbone, keras_hub.models.BertBackbone):

@@ -38,7 +38,7 @@ class MAGXLNet(MAGTransformer):
         vision_dim: feature size of the aligned visual frames (None: no vision).
         modalities: the modalities used (must contain "text"); default: every one with a dimension. Text alone
             is the plain fine-tuned XLNet (no gate).
-        injection_index: MAG goes before transformer layer `injection_index` (reference code: 1).
+        injection_index: MAG goes before transformer layer `injection_index` (None: 1, the reference code's).
         beta_shift: MAG's scaling threshold beta.
         dropout_mag: dropout after MAG's layer norm (the reference code's `dropout_prob`).
         dropout_head: dropout on z before the output layer (XLNet's `summary_last_dropout`).
@@ -60,30 +60,10 @@ class MAGXLNet(MAGTransformer):
 
     presets = presets
     text_group = "xlnet"
+    default_injection_index = 1  # the official MAG-XLNet code's default
 
-    def __init__(
-        self,
-        text_backbone,
-        audio_dim=None,
-        vision_dim=None,
-        modalities=None,
-        injection_index=1,
-        beta_shift=1.0,
-        dropout_mag=0.5,
-        dropout_head=0.1,
-        **kwargs,
-    ):
-        super().__init__(
-            text_backbone,
-            audio_dim=audio_dim,
-            vision_dim=vision_dim,
-            modalities=modalities,
-            injection_index=injection_index,
-            beta_shift=beta_shift,
-            dropout_mag=dropout_mag,
-            dropout_head=dropout_head,
-            **kwargs,
-        )
+    def __init__(self, text_backbone, **kwargs):
+        super().__init__(text_backbone, **kwargs)
         self.summary = keras.layers.Dense(
             self.hidden_dim, activation="tanh", dtype=self.dtype_policy, name="summary"
         )
