@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from aligned_toy import LENGTH, aligned_toy_split, as_dataset
+from aligned_toy import LENGTH, toy_mae
 from harness import ALIGNED_SHAPES, check_base_model, spec_batch
 
 from keras_mmsa import backbones
@@ -131,29 +131,11 @@ def test_registry_and_run_config_fill_the_mmsa_presets():
         RunConfig(method="ef_lstm", dataset="mosi_aligned", model={"alpha": 1.0}).resolved()
 
 
-def _toy_mae(cls, modalities, **kwargs):
-    """Test MAE of `cls` trained 10 epochs on the aligned toy set (label half in the words, half in audio)."""
-    backbone, tokenizer = backbones.load_text_backbone("tiny")
-    x_train, y_train = aligned_toy_split(tokenizer, 320, seed=0)
-    x_test, y_test = aligned_toy_split(tokenizer, 128, seed=1)
-    keras.utils.set_random_seed(0)
-    base = cls(backbone, audio_dim=5, vision_dim=20, modalities=modalities, **kwargs)
-    model = Supervised(base)
-    model.build(
-        {"token_ids": (None, LENGTH), "audio": (None, LENGTH, 5), "vision": (None, LENGTH, 20)}
-    )
-    model.compile(optimizers={"main": keras.optimizers.Adam(3e-3)}, jit_compile=False)
-    model.fit(as_dataset(x_train, y_train, 32, shuffle_seed=0), epochs=10, verbose=0)
-    prediction = model.predict(as_dataset(x_test, y_test, 64), verbose=0)
-    constant = np.median(y_train)
-    return float(np.abs(prediction - y_test).mean()), float(np.abs(y_test - constant).mean())
-
-
 @pytest.mark.large
 def test_learns_the_aligned_toy_set_from_words_and_audio():
     # measured: EF-LSTM 0.41, text-only 0.82, constant 1.31 (test MAE)
-    mae, constant = _toy_mae(EFLSTM, None, hidden_dim=16, num_layers=1, dropout=0.0)
-    text_only, _ = _toy_mae(EFLSTM, ["text"], hidden_dim=16, num_layers=1, dropout=0.0)
+    mae, constant = toy_mae(EFLSTM, None, hidden_dim=16, num_layers=1, dropout=0.0)
+    text_only, _ = toy_mae(EFLSTM, ["text"], hidden_dim=16, num_layers=1, dropout=0.0)
     assert mae < 0.5 * constant
     assert mae < 0.75 * text_only  # the audio half of the label is read from the aligned frames
 
