@@ -446,7 +446,7 @@ def format_report(report):
             ]
         for base, penalty, result in compared:
             lines += [f"### {base}: + {penalty} vs alone", "", format_comparison(result), ""]
-    lines += ["## Per run", ""]
+    lines += ["", "## Per run", ""]
     rows = {
         f"{base} + {p} seed {s} (best epoch {r['best_epoch']}/{r['epochs_run']})": r["test"]
         for base, row in cells.items()
