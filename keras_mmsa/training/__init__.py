@@ -15,6 +15,7 @@ _EXPORTS = {
     "METHODS": "registry",
     "get_method": "registry",
     "train_and_evaluate": "run",
+    "train_in_subprocess": "run",
     "MMSA_SEEDS": "seeds",
     "run_seeds": "seeds",
 }

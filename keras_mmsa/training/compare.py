@@ -194,16 +194,17 @@ def compare_configs(config, baseline, seeds, workdir="runs", *, verbose=1, train
         seeds: the seeds (the same for both arms).
         workdir: the runs' parent folder.
         verbose: Keras verbosity of the runs (the table is returned and written; `scripts/compare.py` prints it).
-        train_fn: `train_and_evaluate`-like function (tests substitute one); default `train_and_evaluate`.
+        train_fn: `train_and_evaluate`-like function (tests substitute one); default `train_in_subprocess`
+            (each run in its own process: many XLA runs in one process exhaust its memory).
 
     Returns:
         `compare_results(...)` plus `"runs"`: {arm: {seed: test metrics}} and `"files"`.
     """
     if train_fn is None:
-        from keras_mmsa.training.run import train_and_evaluate
+        from keras_mmsa.training.run import train_in_subprocess
 
         def train_fn(run, workdir, verbose):
-            return train_and_evaluate(run, workdir, verbose=verbose, export=False)
+            return train_in_subprocess(run, workdir, verbose=verbose, export=False)
 
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2:

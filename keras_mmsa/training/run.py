@@ -256,6 +256,61 @@ def train_and_evaluate(config, workdir="runs", *, verbose=1, export=True, callba
         return _train_and_evaluate(config, run_dir, verbose, export, callbacks)
 
 
+def train_in_subprocess(config, workdir="runs", *, verbose=1, export=False):
+    """`train_and_evaluate` in a fresh Python process; returns the run's `metrics.json`.
+
+    For sweeps that train many runs (`compare_configs`, benchmark grids): TensorFlow keeps every XLA program a
+    process has compiled, and a sweep of a dozen XLA-compiled runs in one process has died with "LLVM
+    compilation error: Cannot allocate memory" and grown to several GiB. A child per run starts clean. The child
+    imports the same `keras_mmsa` as this process, inherits the environment (KERAS_BACKEND, KMSA_DATA_DIR) and
+    writes to this process's stdout/stderr; finished runs are reused and unfinished ones resume as usual.
+
+    Raises:
+        RuntimeError: the child failed (its traceback is in the output above); naming the run directory.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    import keras_mmsa
+
+    config = config.resolved()  # bad settings fail here, before a process starts
+    run_dir = run_dir_of(config, workdir)
+    env = dict(os.environ)
+    package_root = str(pathlib.Path(keras_mmsa.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    code = "import sys; from keras_mmsa.training.run import _child_main; sys.exit(_child_main(sys.argv[1:]))"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "config.json"
+        config.to_json(path)
+        argv = [
+            sys.executable,
+            "-c",
+            code,
+            str(path),
+            str(workdir),
+            str(int(verbose)),
+            str(int(export)),
+        ]
+        done = subprocess.run(argv, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"training {run_dir} failed in its process (exit {done.returncode}; the output above says why); "
+            "running the same command again resumes it"
+        )
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _child_main(argv):
+    """The process `train_in_subprocess` starts: config path, workdir, verbose, export."""
+    from keras_mmsa.training.config import RunConfig
+
+    config_path, workdir, verbose, export = argv
+    config = RunConfig.from_json(config_path)
+    train_and_evaluate(config, workdir, verbose=int(verbose), export=bool(int(export)))
+    return 0
+
+
 def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     if _check_existing_config(run_dir, config) and verbose:
         print(f"Cleared {run_dir}: its earlier start never finished an epoch.")
