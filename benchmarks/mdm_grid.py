@@ -43,7 +43,11 @@ if not __package__:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.real_mosi import _finished_result, default_text_backbone  # noqa: E402
+from benchmarks.real_mosi import (  # noqa: E402
+    _finished_result,
+    _run_config,
+    default_text_backbone,
+)
 
 BASES = ("ef_lstm", "tfn", "lmf", "mfn", "mag_bert", "mag_xlnet")
 PENALTIES = ("none", "kl", "f", "wasserstein")
@@ -130,41 +134,16 @@ def seconds_per_step(epochs):
     return statistics.median(e["seconds"] / e["steps"] for e in later)
 
 
-def run_config(
-    base,
-    penalty,
-    *,
-    dataset,
-    manual_dir,
-    data_dir,
-    text_backbone,
-    modalities,
-    epochs,
-    patience,
-    overrides,
-    jit_compile,
-):
-    """The resolved `RunConfig` of one cell (seed and name set by the caller)."""
-    from keras_mmsa.training import RunConfig
-
-    train = {}
-    if epochs is not None:
-        train["epochs"] = int(epochs)
-    if patience is not None:
-        train["patience"] = int(patience)
-    kwargs = dict(method="mdm", dataset=dataset, jit_compile=jit_compile, train=train)
-    if manual_dir is not None:
-        kwargs["manual_dir"] = str(manual_dir)
-    if data_dir is not None:
-        kwargs["data_dir"] = str(data_dir)
-    if text_backbone is not None:
-        kwargs["text_backbone"] = text_backbone
-    if modalities:
-        kwargs["modalities"] = list(modalities)
-    config = RunConfig(**kwargs)
-    return config.with_overrides(
-        [f"model.base={base}", f"model.penalty={penalty}", *overrides]
-    ).resolved()
+def run_config(base, penalty, *, overrides=(), **kwargs):
+    """The resolved `RunConfig` of one cell (seed and name set by the caller); `kwargs` as
+    `real_mosi._run_config` takes them (dataset, manual_dir, data_dir, text_backbone, modalities, epochs,
+    patience, jit_compile)."""
+    return _run_config(
+        kwargs.pop("modalities"),
+        method="mdm",
+        overrides=[f"model.base={base}", f"model.penalty={penalty}", *overrides],
+        **kwargs,
+    )
 
 
 def run_grid(

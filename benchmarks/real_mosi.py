@@ -74,10 +74,10 @@ def _run_config(
     config = RunConfig(
         method=method,
         dataset=dataset,
-        manual_dir=str(manual_dir),
+        manual_dir=None if manual_dir is None else str(manual_dir),
         data_dir=None if data_dir is None else str(data_dir),
         text_backbone=text_backbone,
-        modalities=list(modalities),
+        modalities=None if modalities is None else list(modalities),
         jit_compile=jit_compile,
         train=train,
     )
