@@ -15,8 +15,7 @@ from keras import ops
 EPS = 1e-8
 
 
-def class_centres(features, labels, previous=None, momentum=0.0,
-                  exclude_zero=False):
+def class_centres(features, labels, previous=None, momentum=0.0, exclude_zero=False):
     """Positive and negative class centres of a set of representations.
 
     The positive centre is the mean of the rows whose label is `> 0`
@@ -116,6 +115,5 @@ def weighted_l1(y_pred, y_true, y_unimodal_memory=None, y_fusion_memory=None):
     if y_unimodal_memory is None:
         w = ops.ones_like(y_pred)
     else:
-        w = ops.stop_gradient(
-            ops.tanh(ops.abs(y_unimodal_memory - y_fusion_memory)))
+        w = ops.stop_gradient(ops.tanh(ops.abs(y_unimodal_memory - y_fusion_memory)))
     return ops.mean(w * ops.abs(y_pred - y_true))
