@@ -8,6 +8,7 @@ from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate
 from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.sparsemax import Sparsemax
 from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
@@ -20,6 +21,7 @@ __all__ = [
     "MultimodalAdaptationGate",
     "PooledSubNet",
     "SequenceEncoder",
+    "Sparsemax",
     "SplitTextBackbone",
     "TensorFusion",
     "TextEncoder",
