@@ -12,6 +12,7 @@ from keras_mmsa.layers.sparsemax import Sparsemax
 from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
+from keras_mmsa.layers.word_wise_sparse_attention import WordWiseSparseAttention
 
 __all__ = [
     "FeatureStandardizer",
@@ -25,4 +26,5 @@ __all__ = [
     "SplitTextBackbone",
     "TensorFusion",
     "TextEncoder",
+    "WordWiseSparseAttention",
 ]
