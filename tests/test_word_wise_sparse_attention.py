@@ -66,3 +66,44 @@ def test_serialization_round_trip_and_errors():
         assert "masks" in str(e)
     else:
         raise AssertionError("expected a ValueError naming `masks`")
+
+
+def test_wsa_bert_encoder_padding_frames_do_not_matter():
+    from keras_mmsa import backbones
+    from keras_mmsa.layers import WSATextEncoder
+
+    backbone, _ = backbones.tiny_text_backbone(
+        seed=0, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16
+    )
+    rng = np.random.default_rng(3)
+    x = {
+        "token_ids": rng.integers(1, 20, size=(2, 6)).astype("int32"),
+        "padding_mask": np.array([[1] * 6, [1] * 3 + [0] * 3], bool),
+        "audio": rng.normal(size=(2, 9, 3)).astype("float32"),
+        "audio_lengths": np.array([9, 4], "int32"),
+        "vision": rng.normal(size=(2, 7, 4)).astype("float32"),
+        "vision_lengths": np.array([2, 7], "int32"),
+    }
+    encoder = WSATextEncoder(backbone, attention_dim=4)
+    assert encoder.split.split_index == 1  # the middle layer by default
+    out = np.asarray(encoder(x))
+    assert out.shape == (2, 8) and np.isfinite(out).all()
+    noisy = dict(x, audio=x["audio"].copy(), vision=x["vision"].copy())
+    noisy["audio"][1, 4:] = 1e3
+    noisy["vision"][0, 2:] = -1e3
+    np.testing.assert_allclose(np.asarray(encoder(noisy)), out, atol=1e-5)
+    # The injection acts: the plain backbone's masked mean differs.
+    plain = np.asarray(encoder.split(x)["sequence_output"])
+    m = x["padding_mask"][..., None]
+    assert not np.allclose((plain * m).sum(1) / m.sum(1), out, atol=1e-4)
+    restored = WSATextEncoder.from_config(encoder.get_config())
+    restored(x)
+    restored.set_weights(encoder.get_weights())
+    np.testing.assert_allclose(np.asarray(restored(x)), out, atol=1e-5)
+    del x["vision_lengths"]
+    try:
+        encoder(x)
+    except KeyError as e:
+        assert "vision_lengths" in str(e)
+    else:
+        raise AssertionError("expected a KeyError naming vision_lengths")

@@ -13,6 +13,7 @@ from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
 from keras_mmsa.layers.word_wise_sparse_attention import WordWiseSparseAttention
+from keras_mmsa.layers.wsa_text_encoder import WSATextEncoder
 
 __all__ = [
     "FeatureStandardizer",
@@ -27,4 +28,5 @@ __all__ = [
     "TensorFusion",
     "TextEncoder",
     "WordWiseSparseAttention",
+    "WSATextEncoder",
 ]
