@@ -8,9 +8,12 @@ from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate
 from keras_mmsa.layers.pooled_sub_net import PooledSubNet
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
+from keras_mmsa.layers.sparsemax import Sparsemax
 from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.layers.text_encoder import TextEncoder
+from keras_mmsa.layers.word_wise_sparse_attention import WordWiseSparseAttention
+from keras_mmsa.layers.wsa_text_encoder import WSATextEncoder
 
 __all__ = [
     "FeatureStandardizer",
@@ -20,7 +23,10 @@ __all__ = [
     "MultimodalAdaptationGate",
     "PooledSubNet",
     "SequenceEncoder",
+    "Sparsemax",
     "SplitTextBackbone",
     "TensorFusion",
     "TextEncoder",
+    "WordWiseSparseAttention",
+    "WSATextEncoder",
 ]
