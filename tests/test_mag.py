@@ -311,20 +311,19 @@ def test_learns_the_planted_signal_of_the_aligned_sample(cls, name):
 
 @pytest.mark.large
 def test_workflow_on_an_aligned_dataset_with_the_tiny_xlnet(tmp_path, monkeypatch):
-    """`train_and_evaluate` end to end (XLA, run directory, evaluation, SavedModel with `serve_text` tokenizing
-    with the XLNet tokenizer) on the synthetic MOSI aligned pickle."""
-    import pathlib
-
+    """`train_and_evaluate` end to end on `sample_aligned` (XLA, run directory, evaluation, SavedModel): `serve`
+    takes the pipeline's per-token frames; `serve_text` tokenizes with the XLNet tokenizer and takes the dataset's
+    frames per whitespace word, placing them as training does."""
     import tensorflow_text  # noqa: F401  (the tokenizer ops of the serve_text signature)
 
     from keras_mmsa.training import evaluate_run, train_and_evaluate
     from keras_mmsa.training.evaluation import load_run
 
-    monkeypatch.setenv("KMSA_DATA_DIR", str(tmp_path / "tfds"))
-    manual = pathlib.Path(__file__).resolve().parents[1] / "datasets/msa/dummy_data/MOSI"
+    data_dir = tmp_path / "tfds"
+    monkeypatch.setenv("KMSA_DATA_DIR", str(data_dir))
     config = RunConfig(
-        method="mag_xlnet", dataset="mosi_aligned", manual_dir=str(manual), seed=1,
-        text_backbone="tiny_xlnet", train={"epochs": 1, "batch_size": 4}, jit_compile=True,
+        method="mag_xlnet", dataset="sample_aligned", seed=1, text_backbone="tiny_xlnet",
+        train={"epochs": 1, "batch_size": 8}, jit_compile=True,
     )  # fmt: skip
     result = train_and_evaluate(config, tmp_path / "runs", verbose=0)
     (run,) = (tmp_path / "runs").iterdir()
@@ -332,13 +331,26 @@ def test_workflow_on_an_aligned_dataset_with_the_tiny_xlnet(tmp_path, monkeypatc
     _, model, tokenizer = load_run(run)
     assert isinstance(tokenizer, backbones.XLNetTokenizer)
     batches = pipeline.load(
-        "mosi_aligned", "test", 4, text_backbone=tokenizer, shuffle=False, with_metadata=True,
-        manual_dir=str(manual),
-    )  # fmt: skip
+        "sample_aligned", "test", 4, text_backbone=tokenizer, shuffle=False, with_metadata=True
+    )
     x, _, meta = next(iter(batches))
     expected = np.array(model(x, training=False))
     served = tf.saved_model.load(str(run / "export")).signatures
     np.testing.assert_allclose(served["serve"](**x)["sentiment"].numpy(), expected, atol=1e-5)
-    frames = {k: v for k, v in x.items() if k not in ("token_ids", "padding_mask", "segment_ids")}
-    from_text = served["serve_text"](text=meta["text"], **frames)["sentiment"].numpy()
+    # the same clips' stored per-word rows (the builder's examples, matched by id)
+    raw = pipeline.get_builder("sample_aligned", data_dir=str(data_dir)).as_dataset(split="test")
+    wanted = [i.decode() for i in meta["id"].numpy()]
+    rows = {}
+    for ex in raw:
+        key = ex["id"].numpy().decode()
+        if key in wanted:
+            rows[key] = {m: ex[m].numpy() for m in ("audio", "vision")}
+    request = {"text": meta["text"]}
+    for m in ("audio", "vision"):
+        counts = np.array([len(rows[i][m]) for i in wanted], np.int32)
+        padded = np.zeros((len(wanted), counts.max(), rows[wanted[0]][m].shape[-1]), np.float32)
+        for b, i in enumerate(wanted):
+            padded[b, : counts[b]] = rows[i][m]
+        request[m], request[f"{m}_lengths"] = tf.constant(padded), tf.constant(counts)
+    from_text = served["serve_text"](**request)["sentiment"].numpy()
     np.testing.assert_allclose(from_text, expected, atol=1e-5)
