@@ -11,7 +11,6 @@ from keras_mmsa.layers.split_text_backbone import SplitTextBackbone
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
     check_aligned_frames,
-    check_modalities,
 )
 
 
@@ -63,16 +62,8 @@ class MAGTransformer(MultimodalBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
+        modalities = self._set_modalities(modalities, audio_dim, vision_dim)
         self._check_backbone(text_backbone)
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
-        self.modalities = modalities
         if injection_index is None:  # the subclass's paper default
             injection_index = self.default_injection_index
         self.injection_index = injection_index

@@ -36,6 +36,19 @@ class MultimodalBackbone(keras.layers.Layer):
     requires_aligned = False
 
     # ------------------------------------------------------------------ the contract
+    def _set_modalities(self, modalities, audio_dim, vision_dim):
+        """Checks the used modalities (text always; `check_modalities`) and sets `modalities`, `audio_dim`
+        and `vision_dim`: what every base model's constructor starts with. Returns the checked modalities."""
+        self.modalities = check_modalities(
+            modalities,
+            {"audio": audio_dim, "vision": vision_dim},
+            owner=type(self).__name__,
+            needs=("text",),
+        )
+        self.audio_dim = audio_dim
+        self.vision_dim = vision_dim
+        return self.modalities
+
     def encode(self, x, training=False):
         raise NotImplementedError
 

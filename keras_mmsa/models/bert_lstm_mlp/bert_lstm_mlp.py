@@ -11,7 +11,6 @@ from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.text_encoder import TextEncoder
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
-    check_modalities,
 )
 
 
@@ -81,21 +80,13 @@ class BertLSTMMLP(MultimodalBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
+        modalities = self._set_modalities(modalities, audio_dim, vision_dim)
         if isinstance(standardize, str):
             standardize = [standardize]
         standardize = list(standardize or ())
         bad = [m for m in standardize if m not in ("audio", "vision")]
         if bad:
             raise ValueError(f"standardize takes modalities among ('audio', 'vision'); got {bad}")
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
-        self.modalities = modalities
         self.audio_hidden = audio_hidden
         self.vision_hidden = vision_hidden
         self.audio_out = audio_out

@@ -8,7 +8,6 @@ from keras import ops
 from keras_mmsa.configs import ef_lstm as presets
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.models.aligned_text_backbone import AlignedTextBackbone, masked_mean
-from keras_mmsa.models.multimodal_backbone import check_modalities
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
@@ -83,14 +82,7 @@ class EFLSTM(AlignedTextBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
+        self._set_modalities(modalities, audio_dim, vision_dim)
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.dropout = dropout

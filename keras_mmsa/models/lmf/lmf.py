@@ -7,9 +7,6 @@ import keras
 from keras_mmsa.configs import lmf as presets
 from keras_mmsa.layers.low_rank_fusion import LowRankFusion
 from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
-from keras_mmsa.models.multimodal_backbone import (
-    check_modalities,
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
@@ -88,15 +85,7 @@ class LMF(FrozenTextBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
-        self.modalities = modalities
+        modalities = self._set_modalities(modalities, audio_dim, vision_dim)
         self.text_hidden = text_hidden
         self.text_out = text_out
         self.audio_hidden = audio_hidden

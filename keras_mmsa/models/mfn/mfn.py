@@ -8,7 +8,6 @@ from keras import ops
 from keras_mmsa.configs import mfn as presets
 from keras_mmsa.layers.memory_fusion import MemoryFusion
 from keras_mmsa.models.aligned_text_backbone import AlignedTextBackbone
-from keras_mmsa.models.multimodal_backbone import check_modalities
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
@@ -93,14 +92,7 @@ class MFN(AlignedTextBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
+        self._set_modalities(modalities, audio_dim, vision_dim)
         self.text_hidden = text_hidden
         self.audio_hidden = audio_hidden
         self.vision_hidden = vision_hidden

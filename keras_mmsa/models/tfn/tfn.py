@@ -8,9 +8,6 @@ from keras import ops
 from keras_mmsa.configs import tfn as presets
 from keras_mmsa.layers.tensor_fusion import TensorFusion
 from keras_mmsa.models.frozen_text_backbone import FrozenTextBackbone
-from keras_mmsa.models.multimodal_backbone import (
-    check_modalities,
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_mmsa")
@@ -91,21 +88,13 @@ class TFN(FrozenTextBackbone):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        modalities = check_modalities(
-            modalities,
-            {"audio": audio_dim, "vision": vision_dim},
-            owner=type(self).__name__,
-            needs=("text",),
-        )
+        modalities = self._set_modalities(modalities, audio_dim, vision_dim)
         if output_range is not None:
             output_range = [float(v) for v in output_range]
             if len(output_range) != 2 or not output_range[0] < output_range[1]:
                 raise ValueError(
                     f"output_range must be (low, high) with low < high; got {output_range}"
                 )
-        self.audio_dim = audio_dim
-        self.vision_dim = vision_dim
-        self.modalities = modalities
         self.text_hidden = text_hidden
         self.audio_hidden = audio_hidden
         self.vision_hidden = vision_hidden
