@@ -624,6 +624,33 @@ def test_prepared_pickle_config_matches_the_file(tmp_path):
         assert got[clip_id]["bert_ids"].dtype == np.int32
 
 
+def test_sims_unimodal_labels_reach_the_batches(tmp_path):
+    """SIMS's human unimodal labels travel to the model inputs when asked (Self-MM/Self-MI report on them)."""
+    from keras_mmsa.data import pipeline
+
+    mdb.prepare("sims_label_csv", manual_dir=DUMMY, data_dir=tmp_path)
+    assert pipeline.dataset_info("sims_label_csv", data_dir=tmp_path).unimodal_labels
+    src = _csv("SIMS", sims=True)["train"]
+    ds = pipeline.load(
+        "sims_label_csv",
+        "train",
+        8,
+        data_dir=tmp_path,
+        shuffle=False,
+        unimodal_labels=True,
+        with_index=True,
+        with_metadata=True,
+    )
+    x, y, meta = next(iter(ds))
+    for i in range(len(y)):
+        ex = src[meta["id"][i].numpy().decode()]
+        assert [float(x[f"label_{m}"][i]) for m in "TAV"] == [
+            float(ex[f"label_{m}"]) for m in "TAV"
+        ]
+    assert sorted(np.asarray(x["index"]).tolist()) == list(range(len(y)))
+    assert not pipeline.dataset_info("mosi_label_csv", data_dir=tmp_path).unimodal_labels
+
+
 def test_duplicate_clip_ids_are_an_error(tmp_path):
     builder = mdb.Builder(config="mosi_label_csv", data_dir=str(tmp_path))
     with pytest.raises(MsaDataError, match="duplicate clip id 'v_1'"):
