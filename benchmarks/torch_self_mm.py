@@ -25,7 +25,7 @@ npz's `train_labels` ([N], N = the train set size) for every index, and the feat
 in mmsa). The batches' `index` ([B]) picks their rows.
 
 Writes a JSON result (`--out`): iteration_s {median, min, max, iqr}, the parts forward_backward_s / ulgm_s /
-step_s, samples_per_s, peak_rss_mb, torch/transformers/mmsa versions, threads.
+step_s, samples_per_s, peak_rss_mb, labels_updated, torch/transformers/mmsa versions, threads.
 """
 
 import argparse
@@ -77,9 +77,15 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epoch", type=int, default=2, help="mmsa's epoch counter (>= 2: labels update)")
-    p.add_argument("--vocab-size", type=int, default=None, help="default: base 30522, tiny max id + 1")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument(
+        "--epoch", type=int, default=2, help="mmsa's epoch counter (>= 2: labels update)"
+    )
+    p.add_argument(
+        "--vocab-size", type=int, default=None, help="default: base 30522, tiny max id + 1"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
+    )
     p.add_argument("--out", required=True)
     args = p.parse_args()
 
@@ -195,7 +201,9 @@ def main():
         indexes = b["index"].view(-1)
         t0 = time.perf_counter()
         optimizer.zero_grad()
-        outputs = model(b["text"], (b["audio"], b["audio_lengths"]), (b["vision"], b["vision_lengths"]))
+        outputs = model(
+            b["text"], (b["audio"], b["audio_lengths"]), (b["vision"], b["vision_lengths"])
+        )
         loss = 0.0
         for m in TASKS:
             mode = NAME_MAP[m]
@@ -253,6 +261,8 @@ def main():
         "samples_per_s": batch_size / wall["median"],
         "first_iteration_s": first,
         "finite_losses": bool(np.all(np.isfinite(losses))),
+        # whether update_labels ran and moved the text labels off their initial (multimodal) values
+        "labels_updated": bool((trainer.label_map["text"] != train_labels).any()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
