@@ -515,7 +515,9 @@ def test_configs_features_follow_the_source():
     assert features["sims_unaligned"] >= {"label_T", "label_A", "label_V"}
     assert features["mosi_sdk"] == {"id", "text", "label", "audio"}
     assert features["mosi_label_csv"] == {"id", "text", "label"}
-    assert features["sample"] == {"id", "text", "label", "audio", "vision"}
+    planted = {"label_T", "label_A", "label_V"}  # the sample's planted unimodal labels
+    assert features["sample"] == {"id", "text", "label", "audio", "vision"} | planted
+    assert features["sample_aligned"] == features["sample"]
     assert mdb.get_config("mosi_sdk").modalities == ("text", "audio")
     lengths = {c.name: (c.text_len, c.audio_len, c.vision_len) for c in mdb.BUILDER_CONFIGS}
     assert lengths["mosi_unaligned"] == (50, 375, 500) and lengths["mosi_aligned"] == (50, 50, 50)

@@ -597,3 +597,45 @@ def test_harness_aligned_batch_follows_the_contract(tokenizer):
     assert ((np.abs(x["vision"]).sum(-1) > 0) == real).all()
     np.testing.assert_array_equal(x["audio_lengths"], x["padding_mask"].numpy().sum(1))
     np.testing.assert_array_equal(x["vision_lengths"], x["padding_mask"].numpy().sum(1))
+
+
+def test_example_index_is_stable_under_shuffling_and_unimodal_labels_are_carried(tokenizer):
+    records = _records(13)
+    for i, r in enumerate(records):
+        r["label_T"], r["label_A"], r["label_V"] = (
+            np.float32(i),
+            np.float32(-i),
+            np.float32(2 * i),
+        )
+    signature = {
+        "text": tf.TensorSpec([], tf.string),
+        "audio": tf.TensorSpec([None, DA], tf.float32),
+        "label": tf.TensorSpec([], tf.float32),
+        **{k: tf.TensorSpec([], tf.float32) for k in ("label_T", "label_A", "label_V")},
+    }
+    examples = tf.data.Dataset.from_generator(
+        lambda: ({k: r[k] for k in signature} for r in records), output_signature=signature
+    )
+    ds = pipeline.batch_examples(
+        examples,
+        batch_size=4,
+        lengths=LENGTHS,
+        tokenizer=tokenizer,
+        shuffle=True,
+        seed=3,
+        with_index=True,
+        unimodal_labels=True,
+    )
+    epochs = [_collect(ds) for _ in range(2)]
+    assert not np.array_equal(epochs[0][0]["index"], epochs[1][0]["index"])  # reshuffled
+    for inputs, y in epochs:
+        assert inputs["index"].dtype == np.int32
+        assert sorted(inputs["index"]) == list(range(13))
+        # the index names the example: its label and unimodal labels travel with it
+        np.testing.assert_array_equal(y, [records[i]["label"] for i in inputs["index"]])
+        np.testing.assert_array_equal(inputs["label_T"], inputs["index"].astype("float32"))
+        np.testing.assert_array_equal(inputs["label_V"], 2 * inputs["index"].astype("float32"))
+    plain = _prepare(_records(5), tokenizer)
+    assert "index" not in plain.element_spec[0]
+    with pytest.raises(ValueError, match=r"'examples' has no unimodal labels.*SIMS"):
+        _prepare(_records(5), tokenizer, unimodal_labels=True)

@@ -133,3 +133,26 @@ def test_word_aligned_split_keeps_the_clips_and_the_planted_offsets(splits):
     offsets = np.array([r["audio"][:, 0].mean() for r in aligned])
     frames = np.array([r["audio"][:, 0].mean() for r in splits["test"]])
     assert np.corrcoef(offsets, frames)[0, 1] > 0.95
+
+
+def test_planted_unimodal_labels_are_each_modalitys_own_term(splits):
+    records = splits["train"]
+    for r in records[:50]:
+        expected = (
+            np.round(np.clip(sample.TEXT_WEIGHT * sample.text_score(r["text"]), -3, 3) * 5) / 5
+        )
+        assert r["label_T"] == pytest.approx(expected, abs=1e-6)
+    audio = np.array([r["label_A"] for r in records])
+    offset = sample.hand_features(records, "audio")[
+        :, 0
+    ]  # channel 0 carries z_audio over the frames
+    assert np.corrcoef(audio, offset)[0, 1] > 0.9
+    vision = np.array([r["label_V"] for r in records])
+    assert np.corrcoef(vision, sample.hand_features(records, "vision")[:, 0])[0, 1] > 0.9
+    y = np.array([r["label"] for r in records])
+    for key in ("label_T", "label_A", "label_V"):
+        values = np.array([r[key] for r in records])
+        assert values.dtype == np.float32 and np.abs(values).max() <= sample.LABEL_RANGE
+        assert (
+            0.2 < np.corrcoef(values, y)[0, 1] < 0.9
+        )  # each carries part of the label, none all of it

@@ -82,7 +82,7 @@ class MsaConfig(tfds.core.BuilderConfig):
         audio_dim, vision_dim: feature dimension, None when the config has no such modality.
         text_len, audio_len, vision_len: default padded lengths for the pipeline (None when absent).
         label_range: labels lie in [-label_range, label_range] (3 for MOSI/MOSEI, 1 for SIMS); checked.
-        unimodal_labels: the examples carry `label_T`, `label_A`, `label_V` (SIMS).
+        unimodal_labels: the examples carry `label_T`, `label_A`, `label_V` (SIMS: human; `sample`: planted).
         bert_ids: pickle source: emit `bert_ids` from the file's `text_bert` (required then).
         bert_vocabulary: the WordPiece vocabulary of `bert_ids` ("bert-base-uncased" for MMSA's MOSI/MOSEI,
             "bert-base-chinese" for SIMS), so the pipeline can tell whether the stored ids fit its tokenizer.
@@ -339,11 +339,12 @@ BUILDER_CONFIGS = [
     MsaConfig(
         name="sample",
         description=(
-            "Synthetic MOSI-unaligned-shaped set with a planted text/audio/vision signal "
-            "(keras_mmsa_datasets.msa.sample); needs no files."
+            "Synthetic MOSI-unaligned-shaped set with a planted text/audio/vision signal and planted "
+            "unimodal labels (keras_mmsa_datasets.msa.sample); needs no files."
         ),
         source="sample",
         family="mosi",
+        unimodal_labels=True,
         audio_dim=5,
         vision_dim=20,
         text_len=50,
@@ -358,6 +359,7 @@ BUILDER_CONFIGS = [
         ),
         source="sample",
         family="mosi",
+        unimodal_labels=True,
         alignment="words",
         audio_dim=5,
         vision_dim=20,
@@ -701,6 +703,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             seed=self.builder_config.seed,
             aligned=self.builder_config.alignment == "words",
         ):
+            if (
+                not self.builder_config.unimodal_labels
+            ):  # a sample-source config without planted labels
+                record = {k: v for k, v in record.items() if not k.startswith("label_")}
             yield record["id"], record
 
     def _generate_examples(self, examples):

@@ -32,8 +32,16 @@ asserts it): test MAE / Pearson r about 0.94 / 0.68 (text), 1.08 / 0.51 (audio),
 single-frame spikes), so an LSTM over the padded sequences learns it: a masked LSTM(16) on audio alone
 reaches r 0.38, on vision alone 0.41 after 15 epochs (the modality's ceiling is about 0.5).
 
+**Planted unimodal labels** (`label_T`, `label_A`, `label_V`, like CH-SIMS's human per-modality labels): what the
+label would be if that modality alone carried sentiment, i.e. the planted sum with the other two latents and the
+noise set to 0: `label_T = round_to_0.2(clip(0.8 * s_text, -3, 3))`, `label_A = round_to_0.2(clip(0.75 *
+z_audio, -3, 3))`, `label_V` likewise. They are the ground truth that Self-MM's and Self-MI's generated unimodal
+labels are checked against (`keras_mmsa.models.SelfMM`); they come from the latents already drawn, so adding them
+changed no other value of the set.
+
 Records are dicts with exactly the builder's per-example features of the `sample` config (`Builder._info`):
-`id` (str, "video_clip"), `text` (str), `audio` float32 [T_a, 5], `vision` float32 [T_v, 20], `label` float32.
+`id` (str, "video_clip"), `text` (str), `audio` float32 [T_a, 5], `vision` float32 [T_v, 20], `label` float32,
+`label_T`, `label_A`, `label_V` float32.
 
 **Word-aligned** (`aligned=True`, the builder's `sample_aligned`): the same clips, texts, labels and frames,
 then audio/vision become one row per whitespace word of the text, as the SDK configs' `align="words"` makes
@@ -209,6 +217,11 @@ def _smooth_noise(rng: np.random.Generator, frames: int, channels: int) -> np.nd
     return (raw[:-2] + raw[1:-1] + raw[2:]) / np.sqrt(3.0)
 
 
+def _round_label(value):
+    """A label as MOSI's annotators' means look: clipped to the label range, rounded to 0.2."""
+    return np.round(np.clip(value, -LABEL_RANGE, LABEL_RANGE) * 5.0) / 5.0
+
+
 def word_align(frames: np.ndarray, text: str) -> np.ndarray:
     """Frames of one clip -> one row per whitespace word of `text`: words and frames each split the clip's
     duration evenly, and a word's row is the mean of the frames overlapping it (`readers.align_to_words`)."""
@@ -232,7 +245,8 @@ def generate_split(
             and labels are those of `aligned=False`.
 
     Returns:
-        A list of dicts `{id, text, audio [T_a, 5] float32, vision [T_v, 20] float32, label float32}`
+        A list of dicts `{id, text, audio [T_a, 5] float32, vision [T_v, 20] float32, label float32,
+        label_T, label_A, label_V float32}` (the planted unimodal labels, see the module docstring)
         (`aligned=True`: audio [W, 5], vision [W, 20] with W the number of words of `text`).
     """
     index = _split_index(split)
@@ -275,7 +289,7 @@ def generate_split(
             + VISION_WEIGHT * z_vision
             + rng.normal(0.0, LABEL_NOISE)
         )
-        y = np.round(np.clip(y, -LABEL_RANGE, LABEL_RANGE) * 5.0) / 5.0
+        y = _round_label(y)
         if aligned:
             audio, vision = word_align(audio, text), word_align(vision, text)
         records.append(
@@ -285,6 +299,9 @@ def generate_split(
                 "audio": audio.astype(np.float32),
                 "vision": vision.astype(np.float32),
                 "label": np.float32(y + 0.0),  # + 0.0 turns -0.0 into 0.0
+                "label_T": np.float32(_round_label(TEXT_WEIGHT * text_score) + 0.0),
+                "label_A": np.float32(_round_label(AUDIO_WEIGHT * z_audio) + 0.0),
+                "label_V": np.float32(_round_label(VISION_WEIGHT * z_vision) + 0.0),
             }
         )
     return records

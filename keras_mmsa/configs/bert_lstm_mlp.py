@@ -24,6 +24,7 @@ _COMMON_MODEL = dict(
     dropout_fusion=0.1,
     fusion_dim=128,
     standardize=[],
+    fusion_activation="tanh",
 )
 
 _COMMON_TRAIN = dict(

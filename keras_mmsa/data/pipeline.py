@@ -59,7 +59,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_mmsa.data.spec import MODALITIES
+from keras_mmsa.data.spec import INDEX_KEY, MODALITIES, UNIMODAL_LABEL_KEYS
 
 _SPLIT_ALIASES = {
     "valid": "validation",
@@ -68,6 +68,8 @@ _SPLIT_ALIASES = {
     "validation": "valid",
 }
 DEFAULT_SHUFFLE_BUFFER = 4096
+# Feature name of an example's position while `batch_examples(with_index=True)` carries it to `inputs["index"]`.
+_POSITION = "_position"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,8 @@ class DatasetInfo:
         alignment: "none", "words" or "tokens" (see the module docs).
         aligned: the loader yields token-aligned audio/vision (alignment "words" or "tokens"): one frame per
             text token, `audio_len == vision_len == text_len`.
+        unimodal_labels: the examples carry per-modality labels `label_T`, `label_A`, `label_V` (SIMS:
+            human annotations; `sample`: planted), which `load(..., unimodal_labels=True)` adds to the inputs.
     """
 
     name: str
@@ -101,6 +105,7 @@ class DatasetInfo:
     num_examples: dict | None = None
     alignment: str = "none"
     aligned: bool = False
+    unimodal_labels: bool = False
 
     @property
     def lengths(self):
@@ -202,6 +207,7 @@ def dataset_info(dataset, *, data_dir=None):
         num_examples=num_examples,
         alignment=alignment,
         aligned=aligned,
+        unimodal_labels=all(k in keys for k in UNIMODAL_LABEL_KEYS),
     )
 
 
@@ -488,6 +494,8 @@ def batch_examples(
     with_metadata=False,
     check_numerics=True,
     dataset_name="examples",
+    with_index=False,
+    unimodal_labels=False,
 ):
     """Pad, tokenize and batch a `tf.data.Dataset` of per-example dicts (the builder's features).
 
@@ -508,6 +516,11 @@ def batch_examples(
         with_metadata: bool. Yield `(inputs, label, {"id", "text"})` instead of `(inputs, label)`.
         check_numerics: bool. Fail (naming the dataset and key) on NaN/inf features or labels.
         dataset_name: used in error messages.
+        with_index: bool. Add `inputs["index"]` (int32): each example's position in `examples` as read,
+            numbered before any shuffling, so the same example keeps its index in every epoch and run (the key of
+            per-example state such as Self-MM's label memories; `examples` must be read in a fixed order).
+        unimodal_labels: bool. Add `inputs["label_T"]`, `["label_A"]`, `["label_V"]` (float32) from the
+            examples' per-modality labels (SIMS, `sample`); an error naming the dataset when it has none.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, label)` (or `(inputs, label, metadata)`) batches, prefetched.
@@ -521,6 +534,11 @@ def batch_examples(
     if "label" not in spec:
         raise ValueError(
             f"Dataset {dataset_name!r} has no 'label' feature (features: {sorted(spec)})."
+        )
+    if unimodal_labels and not all(k in spec for k in UNIMODAL_LABEL_KEYS):
+        raise ValueError(
+            f"Dataset {dataset_name!r} has no unimodal labels {list(UNIMODAL_LABEL_KEYS)} (features: "
+            f"{sorted(spec)}); SIMS configs and the synthetic 'sample' sets carry them."
         )
     if alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}; got {alignment!r}")
@@ -624,6 +642,16 @@ def batch_examples(
             label = tf.debugging.check_numerics(
                 label, f"dataset {dataset_name!r}, key 'label': NaN or inf"
             )
+        if with_index:
+            inputs[INDEX_KEY] = tf.cast(example[_POSITION], tf.int32)
+        if unimodal_labels:
+            for key in UNIMODAL_LABEL_KEYS:
+                value = tf.cast(example[key], tf.float32)
+                if check_numerics:
+                    value = tf.debugging.check_numerics(
+                        value, f"dataset {dataset_name!r}, key {key!r}: NaN or inf"
+                    )
+                inputs[key] = value
         carry = {}
         if (use_text and not use_stored_ids) or words:
             carry["text"] = example["text"]
@@ -633,6 +661,8 @@ def batch_examples(
         return inputs, label, carry
 
     ds = examples
+    if with_index:  # numbered as read, before shuffling: an example's index is the same every epoch
+        ds = ds.enumerate().map(lambda i, example: {**example, _POSITION: i})
     if shuffle:
         buffer = shuffle_buffer or DEFAULT_SHUFFLE_BUFFER
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -660,7 +690,10 @@ def batch_examples(
             for m in aligned:
                 inputs[m] = expanded[m]
                 inputs[f"{m}_lengths"] = expanded["lengths"]
-        ordered = {key: inputs[key] for key in _ordered_keys(modalities)}
+        extra = ([INDEX_KEY] if with_index else []) + (
+            list(UNIMODAL_LABEL_KEYS) if unimodal_labels else []
+        )
+        ordered = {key: inputs[key] for key in _ordered_keys(modalities) + extra}
         if with_metadata:
             return ordered, label, {"id": carry["id"], "text": carry["text"]}
         return ordered, label
@@ -771,6 +804,8 @@ def load(
     with_metadata=False,
     use_stored_ids="auto",
     check_numerics=True,
+    with_index=False,
+    unimodal_labels=False,
 ):
     """A batched `tf.data.Dataset` of `(inputs, label)` for one split of a TFDS `msa` dataset.
 
@@ -796,6 +831,11 @@ def load(
         use_stored_ids: "auto" (default): stored `bert_ids` when the tokenizer has bert-base-uncased's
             vocabulary; True: require them; False: always tokenize the raw text.
         check_numerics: bool. Fail with the dataset and key on NaN/inf features (default True).
+        with_index: bool. Add `inputs["index"]` int32 [B], the example's position in the split (stable across
+            epochs and runs; the split's files are then read in their fixed order, and `shuffle` shuffles the
+            examples only). A training-time key: never part of an exported model's inputs.
+        unimodal_labels: bool. Add `inputs["label_T"]`, `["label_A"]`, `["label_V"]` float32 [B] (datasets
+            with `dataset_info(...).unimodal_labels`: SIMS, `sample`).
 
     Returns:
         `tf.data.Dataset` of `(inputs, label)` batches as `keras_mmsa/data/spec.py` documents (aligned data:
@@ -840,7 +880,7 @@ def load(
     read_options.deterministic = True
     examples = builder.as_dataset(
         split=split,
-        shuffle_files=shuffle,
+        shuffle_files=shuffle and not with_index,
         read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, options=read_options),
     )
     if shuffle_buffer is None:
@@ -861,6 +901,8 @@ def load(
         check_numerics=check_numerics,
         dataset_name=name,
         alignment=info.alignment,
+        with_index=with_index,
+        unimodal_labels=unimodal_labels,
     )
 
 

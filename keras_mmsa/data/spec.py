@@ -29,7 +29,15 @@ padding are zeros, and `audio_lengths` / `vision_lengths` = number of real token
 
 `label` is float32 [B]: sentiment in [-3, 3] (MOSI/MOSEI) or [-1, 1] (SIMS).
 
-Training-time only, for base models over a frozen text backbone (`FrozenTextBackbone`: TFN, LMF):
+Training-time keys, asked for by the methods that use them (never part of an exported model's inputs):
+
+| key              | dtype   | shape | meaning                                                                  |
+|------------------|---------|-------|--------------------------------------------------------------------------|
+| `index`          | int32   | [B]   | the example's position in its split, stable across epochs and runs     |
+|                  |         |       | (`load(..., with_index=True)`; Self-MM/Self-MI's per-example label memories) |
+| `label_T`, `label_A`, `label_V` | float32 | [B] | per-modality labels (`load(..., unimodal_labels=True)`; SIMS, `sample`) |
+
+Also training-time only, for base models over a frozen text backbone (`FrozenTextBackbone`: TFN, LMF):
 `text_features` float32 [B, L_t, H], the backbone's token states computed once per example
 (`keras_mmsa.data.attach_text_features`, `train.cache_text_features`); the model reads it instead of running
 the backbone. Exported models take the token keys only.
@@ -44,7 +52,7 @@ Per-example features of the TFDS builder (`keras_mmsa_datasets.msa`), before pad
 | `audio`        | float32 | [T_a, D_a]   | configs with an acoustic source              |
 | `vision`       | float32 | [T_v, D_v]   | configs with a visual source                 |
 | `label`        | float32 | []           | all configs                                  |
-| `label_T`, `label_A`, `label_V` | float32 | [] | SIMS                                     |
+| `label_T`, `label_A`, `label_V` | float32 | [] | SIMS (human), `sample` (planted)         |
 
 Sequences are already trimmed to their true lengths by the builder; the pipeline pads them. `audio`/`vision`
 rows by the config's `alignment`: "none", frames at their own rate; "words", one row per whitespace word of
@@ -60,3 +68,7 @@ AUDIO_KEYS = ("audio", "audio_lengths")
 VISION_KEYS = ("vision", "vision_lengths")
 MODALITY_KEYS = {"text": TEXT_KEYS, "audio": AUDIO_KEYS, "vision": VISION_KEYS}
 MODALITIES = ("text", "audio", "vision")
+INDEX_KEY = "index"
+UNIMODAL_LABEL_KEYS = ("label_T", "label_A", "label_V")
+# modality -> its unimodal label key
+UNIMODAL_LABEL_OF = dict(zip(MODALITIES, UNIMODAL_LABEL_KEYS))

@@ -2,7 +2,7 @@
 
 Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, and over word-aligned inputs `EFLSTM`, `MFN`, `MAGBERT`,
 `MAGXLNet`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model alone, task loss only),
-`MMIM` and `MDM` (over any base model).
+`MMIM`, `MDM` (over any base model), `SelfMM` and `SelfMI` (unimodal subtasks on generated labels).
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
@@ -15,6 +15,7 @@ from keras_mmsa.models.mdm import MDM
 from keras_mmsa.models.mfn import MFN
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
+from keras_mmsa.models.self_mm import SelfMI, SelfMM
 from keras_mmsa.models.supervised import Supervised
 from keras_mmsa.models.tfn import TFN
 
@@ -30,6 +31,8 @@ __all__ = [
     "BertLSTMMLP",
     "MultiStageModel",
     "MultimodalBackbone",
+    "SelfMI",
+    "SelfMM",
     "Stage",
     "Supervised",
     "TFN",

@@ -22,6 +22,8 @@ _CLASSES = {
     "mag_bert": "keras_mmsa.models.mag_bert:MAGBERT",
     "mag_xlnet": "keras_mmsa.models.mag_xlnet:MAGXLNet",
     "mdm": "keras_mmsa.models.mdm:MDM",
+    "self_mm": "keras_mmsa.models.self_mm:SelfMM",
+    "self_mi": "keras_mmsa.models.self_mm:SelfMI",
 }
 METHODS = tuple(_CLASSES)
 

@@ -83,9 +83,22 @@ def load_data(config, tokenizer, *, splits=("train", "validation", "test")):
         shuffle=False,
     )
     out = {"info": info}
+    # Per-example state (Self-MM's label memories) needs each training example's index; such a method also gets
+    # the unimodal labels on every split of a dataset that has them (SIMS, sample) to report on.
+    method = getattr(config, "method", None)
+    indexed = bool(method and getattr(registry.get_method(method), "needs_example_index", False))
+    common["unimodal_labels"] = bool(info.unimodal_labels and indexed)
     if "train" in splits:
         out["train_examples"] = (
-            pipeline.load(config.dataset, "train", batch, **common).unbatch().cache()
+            pipeline.load(
+                config.dataset,
+                "train",
+                batch,
+                with_index=indexed,
+                **common,
+            )
+            .unbatch()
+            .cache()
         )
         out["num_train"] = (info.num_examples or {}).get("train") or staging.count_examples(
             out["train_examples"]
@@ -396,8 +409,10 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
         raise RuntimeError(f"no best checkpoint was written in {run_dir / BEST}")
     model.load_weights(run_dir / BEST)
     result = _test(model, data["test"], info.family)
+    extra = model.method_report(data) if hasattr(model, "method_report") else {}
     result = {
         "test": result,
+        **extra,
         "best_epoch": plateau.best_epoch + 1,
         "best_val_loss": plateau.best,
         "dataset": config.dataset,

@@ -43,6 +43,7 @@ class BertLSTMMLP(MultimodalBackbone):
         dropout_fusion: dropout on the fusion network's input.
         fusion_dim: size of Z.
         standardize: modalities among ("audio", "vision") whose frames are standardised (see above).
+        fusion_activation: activation of the fusion network's two hidden layers (MMIM: tanh; Self-MM: relu).
         **kwargs: `keras.layers.Layer` arguments.
 
     Example:
@@ -77,6 +78,7 @@ class BertLSTMMLP(MultimodalBackbone):
         dropout_fusion=0.1,
         fusion_dim=128,
         standardize=(),
+        fusion_activation="tanh",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,7 +121,10 @@ class BertLSTMMLP(MultimodalBackbone):
         self.standardizers = {
             m: FeatureStandardizer(name=f"{m}_standardizer") for m in others if m in standardize
         }
-        self.fusion = MLPFusion(fusion_dim, dropout=dropout_fusion, name="fusion")
+        self.fusion_activation = fusion_activation
+        self.fusion = MLPFusion(
+            fusion_dim, dropout=dropout_fusion, activation=fusion_activation, name="fusion"
+        )
 
     def build(self, input_shape=None):
         if self.built:
@@ -189,6 +194,7 @@ class BertLSTMMLP(MultimodalBackbone):
                 "dropout_fusion": self.dropout_fusion,
                 "fusion_dim": self.fusion_dim,
                 "standardize": list(self.standardize),
+                "fusion_activation": self.fusion_activation,
             }
         )
         return config
