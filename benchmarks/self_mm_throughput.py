@@ -403,7 +403,8 @@ def markdown_table(results, references, meta):
         f"{r['label']}: Keras labels updated {r.get('labels_updated')}, finite {r.get('finite_losses')}"
         for r in results
     ] + [
-        f"torch {t['backbone']} B={t['batch_size']}: labels updated {t.get('labels_updated')}, "
+        f"torch {t['backbone']} B={t['batch_size']} {t['threads']} thread(s): labels updated "
+        f"{t.get('labels_updated')}, "
         f"finite {t.get('finite_losses')}"
         for t in references
     ]
