@@ -1,0 +1,617 @@
+"""Self-MM training throughput and peak memory, against MMSA's PyTorch Self-MM on the same batches (issue 12).
+
+    python benchmarks/self_mm_throughput.py --torch-python PATH/TO/torch-venv/bin/python   # tiny + base, B 16/32
+    python benchmarks/self_mm_throughput.py --quick --torch-python PATH --out OUT_DIR       # tiny only, minutes
+
+Writes self_mm.json and self_mm.md into --out (default benchmarks/results/training). The reference,
+`torch_self_mm.py` beside this file, runs mmsa 2.2.1's `SELF_MM` model and its trainer's per-batch methods in
+its own environment (see its docstring and `torch_reference.py`'s for the install commands); without
+--torch-python the ratios are left out.
+
+One iteration = one training step of Self-MM on one batch, past the first epoch so that label generation runs:
+forward, the weighted L1 loss over the multimodal task and the text/audio/vision subtasks with the labels of
+the label memory, backward, optimizer step, and the memory updates (unimodal labels from the class centres,
+feature memory, centres). Keras: `SelfMM.train_on_batch` with `epoch_counter` = 2 (`set_epoch(2)`); PyTorch:
+the body of mmsa's `do_train` loop with `epochs` = 2. Neither accumulates gradients (mmsa's trainer steps once
+per `update_epochs` = 4 batches; keras_mmsa's `SelfMM` does not reproduce that; the reference here steps every
+batch too). Both sides compute the same network: mmsa's MOSI `self_mm` settings (audio LSTM 5 -> 16 -> 16,
+vision LSTM 20 -> 32 -> 32, ReLU post-fusion 128, post text/audio/vision 32/16/32 with their dropouts, H = 3,
+label 0 in neither centre; Adam per group: BERT 5e-5, audio/vision 5e-3, the rest 1e-3, weight decay 1e-3,
+none on BERT's biases and LayerNorm) over a BERT with random weights: "tiny" (the toolkit's 2-layer, 64-wide
+BERT) or "base" (bert-base-uncased's sizes).
+
+Batches: `training_throughput.synthetic_batches` (MOSI-unaligned shapes: 50 tokens, audio 375 x 5, vision
+500 x 20, MOSI-like lengths) plus `index` (int32 [B]: distinct example indices into a train set of N = 1284
+examples, MOSI's train split size; consecutive slices of one permutation, as a shuffled epoch gives them) and
+labels read from one label array of the N examples (`train_labels`), with which both sides' label memories are
+initialised (mmsa: `init_labels` over the train set; keras_mmsa: the memory as epoch 1 leaves it). Each
+configuration runs in a fresh process (`ru_maxrss` is its own peak); per configuration the PyTorch run comes
+right before the Keras one, so both see the same load. Machines shared with other work are noisy: read the
+ratios, within one run, and the recorded load averages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+if not __package__:
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks.torch_reference import summary_stats  # noqa: E402
+from benchmarks.training_throughput import (  # noqa: E402
+    BASE_BERT,
+    Shapes,
+    peak_rss_mb,
+    save_batches,
+    synthetic_batches,
+)
+
+TORCH_SCRIPT = pathlib.Path(__file__).resolve().with_name("torch_self_mm.py")
+BACKBONES = ("tiny", "base")
+BATCH_SIZES = (16, 32)
+MOSI_TRAIN_EXAMPLES = 1284
+JSON_NAME, MD_NAME = "self_mm.json", "self_mm.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One configuration: the BERT's size ("tiny" or "base"), batch size, XLA on the Keras side."""
+
+    backbone: str = "tiny"
+    batch_size: int = 16
+    jit_compile: bool = True
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"Case.backbone must be one of {BACKBONES}; got {self.backbone!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"Case.batch_size must be >= 1; got {self.batch_size}")
+
+    @property
+    def label(self):
+        return f"{self.backbone} B={self.batch_size} {'xla' if self.jit_compile else 'no-xla'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Measurement settings shared by every case of a run."""
+
+    shapes: Shapes = Shapes()
+    warmup: int = 1
+    repeats: int = 5
+    num_batches: int = 4
+    num_train: int = MOSI_TRAIN_EXAMPLES
+    epoch: int = 2
+    seed: int = 0
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["shapes"] = Shapes(**d.get("shapes", {}))
+        return cls(**d)
+
+
+def vocabulary_size(backbone):
+    if backbone == "base":
+        return BASE_BERT["vocabulary_size"]
+    from keras_mmsa.backbones import tiny_vocabulary
+
+    return len(tiny_vocabulary())
+
+
+def make_batches(num_batches, batch_size, shapes=None, vocab_size=30522, num_train=1284, seed=0):
+    """`(batches, train_labels)`: `synthetic_batches` (`shapes`, default MOSI's) with an int32 `index` [B] per
+    batch and labels from a train set.
+
+    `train_labels` (float32 [num_train], uniform in [-3, 3]) are the labels of the N train examples; batch k's
+    `index` is slice k of one permutation of range(N) (distinct within and across batches, as one shuffled
+    epoch hands them out) and its label is `train_labels[index]`.
+    """
+    if num_batches * batch_size > num_train:
+        raise ValueError(
+            f"{num_batches} batches of {batch_size} need {num_batches * batch_size} distinct examples; "
+            f"the train set has {num_train}"
+        )
+    batches = synthetic_batches(num_batches, batch_size, shapes or Shapes(), vocab_size, seed=seed)
+    rng = np.random.default_rng([seed, 12])
+    train_labels = rng.uniform(-3, 3, size=num_train).astype("float32")
+    order = rng.permutation(num_train).astype("int32")
+    out = []
+    for k, (x, _) in enumerate(batches):
+        x = dict(x)
+        x["index"] = order[k * batch_size : (k + 1) * batch_size].copy()
+        out.append((x, train_labels[x["index"]].copy()))
+    return out, train_labels
+
+
+def save_with_train_labels(batches, train_labels, path):
+    """`save_batches`' `.npz` plus the array `train_labels` [N] (the torch side initialises its memories from it)."""
+    save_batches(batches, path)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["train_labels"] = np.asarray(train_labels, "float32")
+    np.savez(path, **arrays)
+
+
+def build_model(case, settings, train_labels):
+    """keras_mmsa's SelfMM with the MOSI preset on the case's BERT, built, compiled, memories as after epoch 1."""
+    import keras
+    import keras_hub
+
+    from keras_mmsa import backbones
+    from keras_mmsa.models import BertLSTMMLP, SelfMM
+
+    keras.utils.set_random_seed(settings.seed)
+    if case.backbone == "base":
+        backbone = keras_hub.models.BertBackbone(**BASE_BERT)
+    else:
+        backbone = backbones.tiny_text_backbone(seed=settings.seed)[0]
+    preset = SelfMM.preset("mosi")
+    own = SelfMM.own_keys()
+    s = settings.shapes
+    base = BertLSTMMLP(
+        backbone,
+        audio_dim=s.audio_dim,
+        vision_dim=s.vision_dim,
+        **{k: v for k, v in preset["model"].items() if k not in own},
+    )
+    model = SelfMM(
+        base,
+        num_train_examples=settings.num_train,
+        **{k: v for k, v in preset["model"].items() if k in own},
+    )
+    model.build(
+        {
+            "token_ids": (None, s.text_len),
+            "audio": (None, s.audio_len, s.audio_dim),
+            "vision": (None, s.vision_len, s.vision_dim),
+        }
+    )
+    model.compile(
+        optimizers=SelfMM.optimizers_from_settings(preset["train"]), jit_compile=case.jit_compile
+    )
+    # After epoch 1 every row of the label memory holds (y_m, y_m, y_m, y_m) (mmsa: init_labels).
+    labels = np.asarray(train_labels, "float32")[:, None]
+    model.label_memory.assign(np.repeat(labels, model.label_memory.shape[1], axis=1))
+    model.set_epoch(settings.epoch)
+    return model
+
+
+def measure_case(case, settings=Settings(), log=None):
+    """Times `case` on the Keras side in this process; returns a result dict."""
+    import tensorflow as tf
+
+    load_before = os.getloadavg()
+    raw, train_labels = make_batches(
+        settings.num_batches,
+        case.batch_size,
+        settings.shapes,
+        vocabulary_size(case.backbone),
+        settings.num_train,
+        settings.seed,
+    )
+    t0 = time.perf_counter()
+    model = build_model(case, settings, train_labels)
+    build_s = time.perf_counter() - t0
+    rss_built = peak_rss_mb()
+    batches = [({k: tf.constant(v) for k, v in x.items()}, tf.constant(y)) for x, y in raw]
+
+    def iteration(i):
+        x, y = batches[i % len(batches)]
+        return model.train_on_batch(x, y, return_dict=True)
+
+    t0 = time.perf_counter()
+    logs = iteration(0)
+    first = time.perf_counter() - t0
+    for i in range(settings.warmup):
+        iteration(1 + i)
+    walls, cpus = [], []
+    for r in range(settings.repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        logs = iteration(1 + settings.warmup + r)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        if log:
+            log(f"  {case.label}: iteration {r + 1}/{settings.repeats} {walls[-1]:.3f}s")
+    wall = summary_stats(walls)
+    text_labels = np.asarray(model.generated_labels()["text"])
+    return {
+        "case": dataclasses.asdict(case),
+        "label": case.label,
+        "implementation": "keras_mmsa SelfMM",
+        "backbone": case.backbone,
+        "batch_size": case.batch_size,
+        "iteration_s": wall,
+        "iteration_cpu_s": summary_stats(cpus),
+        "samples_per_s": case.batch_size / wall["median"],
+        "times_s": walls,
+        "first_iteration_s": first,
+        "compile_s": max(0.0, first - wall["median"]),
+        "build_s": build_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_build_mb": rss_built,
+        "finite_losses": all(math.isfinite(float(v)) for v in logs.values()),
+        "labels_updated": bool(np.any(text_labels != train_labels)),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+    }
+
+
+def _worker(argv):
+    """A case's subprocess: `python benchmarks/self_mm_throughput.py --worker CASE SETTINGS OUT`."""
+    case = Case(**json.loads(argv[0]))
+    settings = Settings.from_dict(json.loads(argv[1]))
+    pathlib.Path(argv[2]).write_text(json.dumps(measure_case(case, settings)))
+
+
+def _run_subprocess(cmd, out_path, what, env=None, timeout=None):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0 or not pathlib.Path(out_path).exists():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(pathlib.Path(out_path).read_text())
+
+
+def run_case_isolated(case, settings=Settings(), timeout=None):
+    """The Keras side of `case` in a fresh Python process (its own peak RSS)."""
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        cmd = [
+            sys.executable,
+            str(pathlib.Path(__file__).resolve()),
+            "--worker",
+            json.dumps(dataclasses.asdict(case)),
+            json.dumps(settings.to_dict()),
+            out,
+        ]
+        return _run_subprocess(cmd, out, f"Keras SelfMM {case.label!r}", env=env, timeout=timeout)
+
+
+def run_torch(
+    backbone, batch_size, settings=Settings(), torch_python="python", threads=0, timeout=None
+):
+    """Times mmsa's PyTorch Self-MM (`torch_self_mm.py`) with `torch_python` on the same batches."""
+    vocab = vocabulary_size(backbone)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "batches.npz")
+        batches, train_labels = make_batches(
+            settings.num_batches,
+            batch_size,
+            settings.shapes,
+            vocab,
+            settings.num_train,
+            settings.seed,
+        )
+        save_with_train_labels(batches, train_labels, data)
+        out = os.path.join(tmp, "result.json")
+        cmd = [
+            torch_python,
+            str(TORCH_SCRIPT),
+            "--backbone",
+            backbone,
+            "--batches",
+            data,
+            "--warmup",
+            str(settings.warmup),
+            "--repeats",
+            str(settings.repeats),
+            "--seed",
+            str(settings.seed),
+            "--epoch",
+            str(settings.epoch),
+            "--vocab-size",
+            str(vocab),
+            "--threads",
+            str(threads),
+            "--out",
+            out,
+        ]
+        env = dict(os.environ, TQDM_DISABLE="1")
+        return _run_subprocess(
+            cmd, out, f"PyTorch Self-MM ({backbone} B={batch_size})", env=env, timeout=timeout
+        )
+
+
+def add_ratios(results, references):
+    """Adds to each Keras result with a reference of the same backbone and batch size: `vs_torch` (throughput /
+    the reference's: > 1 = Keras faster) and `rss_vs_torch` (peak RSS / the reference's)."""
+    ref = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
+    for r in results:
+        t = ref.get((r["backbone"], r["batch_size"]))
+        if t is not None:
+            r["vs_torch"] = r["samples_per_s"] / t["samples_per_s"]
+            r["rss_vs_torch"] = r["peak_rss_mb"] / t["peak_rss_mb"]
+    return results
+
+
+def _fmt(x, digits=2):
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def markdown_table(results, references, meta):
+    """The report as markdown: one row per (backbone, batch size) with both sides and their ratios."""
+    refs = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
+    lines = [
+        "# Self-MM training throughput: keras_mmsa vs mmsa's PyTorch SELF_MM",
+        "",
+        f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs); {meta['versions']}; "
+        f"PyTorch side: {meta.get('torch_versions') or 'not run'}.",
+        f"Load average (1 min) before/after the run: {meta['load_before']:.2f} / {meta['load_after']:.2f}.",
+        "",
+        "One iteration = one Self-MM training step on one batch at epoch 2 (label generation on): forward, "
+        "weighted L1 over M/T/A/V with the label memory's labels, backward, optimizer step, label / feature / "
+        "centre memory updates; no gradient accumulation on either side (mmsa's trainer steps once per 4 "
+        "batches; here both step every batch). mmsa's MOSI `self_mm` settings on both sides, random-weight "
+        "BERT (tiny: 2 layers x 64; base: bert-base-uncased's sizes), MOSI-unaligned batch shapes (text 50, "
+        f"audio 375x5, vision 500x20, MOSI-like lengths), train set N = {meta['num_train']}. Times: median over "
+        f"{meta['repeats_text']} timed iterations after {meta['warmup_text']} warm-up iteration(s), the first "
+        "(compiling) iteration excluded. Peak RSS: `ru_maxrss` of a fresh process per configuration and side. "
+        "`x torch` = Keras samples/s / PyTorch samples/s (> 1: Keras faster); `RSS x torch` = Keras peak RSS / "
+        "PyTorch peak RSS. Same run, same batches; the PyTorch side of a configuration runs right before its "
+        "Keras side.",
+        "",
+        "| configuration | Keras s/batch (IQR) | PyTorch s/batch (IQR) | Keras samples/s | PyTorch samples/s "
+        "| x torch | Keras peak RSS MiB | PyTorch peak RSS MiB | RSS x torch | Keras compile s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t = refs.get((r["backbone"], r["batch_size"]))
+        torch_s = torch_sps = torch_rss = ""
+        if t is not None:
+            torch_s = f"{t['iteration_s']['median']:.3f} ({t['iteration_s']['iqr']:.3f})"
+            torch_sps = _fmt(t["samples_per_s"], 1)
+            torch_rss = _fmt(t["peak_rss_mb"], 0)
+        lines.append(
+            f"| {r['label']} | {r['iteration_s']['median']:.3f} ({r['iteration_s']['iqr']:.3f}) | {torch_s} "
+            f"| {_fmt(r['samples_per_s'], 1)} | {torch_sps} | {_fmt(r.get('vs_torch'))} "
+            f"| {_fmt(r['peak_rss_mb'], 0)} | {torch_rss} | {_fmt(r.get('rss_vs_torch'))} "
+            f"| {_fmt(r['compile_s'], 1)} |"
+        )
+    if references:
+        lines += [
+            "",
+            "PyTorch side, per part of the iteration (median s): forward + loss + backward / label, feature and "
+            "centre updates / optimizer step; threads.",
+            "",
+            "| configuration | forward+backward | ULGM updates | step | threads |",
+            "|---|---|---|---|---|",
+        ]
+        for t in references:
+            mark = "" if t.get("is_reference", True) else " (not the reference: slower)"
+            lines.append(
+                f"| {t['backbone']} B={t['batch_size']}{mark} | {t['forward_backward_s']['median']:.3f} "
+                f"| {t['ulgm_s']['median']:.4f} | {t['step_s']['median']:.3f} | {t['threads']} |"
+            )
+    checks = [
+        f"{r['label']}: Keras labels updated {r.get('labels_updated')}, finite {r.get('finite_losses')}"
+        for r in results
+    ] + [
+        f"torch {t['backbone']} B={t['batch_size']} {t['threads']} thread(s): labels updated "
+        f"{t.get('labels_updated')}, "
+        f"finite {t.get('finite_losses')}"
+        for t in references
+    ]
+    lines += [
+        "",
+        "Checks (the label generation ran on both sides, losses finite): "
+        + "; ".join(checks)
+        + ".",
+    ]
+    if meta.get("torch_failures"):
+        lines += ["", f"PyTorch runs with no result: {meta['torch_failures']}."]
+    if meta.get("command"):
+        lines += ["", f"Command: `{meta['command']}`"]
+    if meta.get("notes"):
+        lines += ["", meta["notes"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _versions():
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    return (
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, KerasHub {keras_hub.__version__}"
+    )
+
+
+def _per_backbone_text(values):
+    if len(set(values.values())) <= 1:
+        return str(next(iter(values.values()), ""))
+    return " / ".join(f"{v} ({bb})" for bb, v in values.items())
+
+
+def run_benchmark(
+    cases,
+    settings_for=lambda backbone: Settings(),
+    out_dir=None,
+    torch_python=None,
+    torch_threads=(0,),
+    timeout=3600,
+    isolate=True,
+    command="",
+    notes="",
+    log=print,
+):
+    """For each case: the PyTorch reference (each of `torch_threads`; the fastest is the reference of the
+    ratios), then the Keras side; writes `self_mm.json` and `self_mm.md` into `out_dir` (None: nothing).
+
+    Returns `{"meta": ..., "results": [...], "torch_reference": [...]}` (also the JSON written).
+    """
+    load_before = os.getloadavg()[0]
+    results, references, failures = [], [], []
+    for case in cases:
+        s = settings_for(case.backbone)
+        if torch_python:
+            runs = []
+            for threads in torch_threads:
+                log(
+                    f"PyTorch Self-MM {case.backbone} B={case.batch_size} threads={threads or 'default'} ..."
+                )
+                try:
+                    t = run_torch(case.backbone, case.batch_size, s, torch_python, threads, timeout)
+                except subprocess.TimeoutExpired:
+                    log(f"  no result within {timeout} s: skipped")
+                    failures.append(
+                        {
+                            "backbone": case.backbone,
+                            "batch_size": case.batch_size,
+                            "threads": threads,
+                        }
+                    )
+                    continue
+                log(
+                    f"  {t['iteration_s']['median']:.3f} s/batch, {t['samples_per_s']:.1f} samples/s,"
+                    f" peak RSS {t['peak_rss_mb']:.0f} MiB"
+                )
+                runs.append(t)
+            if runs:
+                best = max(runs, key=lambda r: r["samples_per_s"])
+                for t in runs:
+                    t["is_reference"] = t is best
+                references += runs
+        log(f"Keras SelfMM {case.label} ...")
+        r = run_case_isolated(case, s, timeout) if isolate else measure_case(case, s)
+        log(
+            f"  {r['iteration_s']['median']:.3f} s/batch (IQR {r['iteration_s']['iqr']:.3f}),"
+            f" {r['samples_per_s']:.1f} samples/s, compile {r['compile_s']:.1f} s,"
+            f" peak RSS {r['peak_rss_mb']:.0f} MiB"
+        )
+        results.append(r)
+    add_ratios(results, references)
+    backbones = [bb for bb in BACKBONES if any(c.backbone == bb for c in cases)]
+    torch_versions = ""
+    if references:
+        t = references[0]
+        torch_versions = (
+            f"torch {t['torch_version']}, transformers {t['transformers_version']},"
+            f" mmsa {t['mmsa_version']}"
+        )
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": _versions(),
+        "torch_versions": torch_versions,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "num_train": settings_for(backbones[0] if backbones else "tiny").num_train,
+        "settings": {bb: settings_for(bb).to_dict() for bb in backbones},
+        "repeats_text": _per_backbone_text({bb: settings_for(bb).repeats for bb in backbones}),
+        "warmup_text": _per_backbone_text({bb: settings_for(bb).warmup for bb in backbones}),
+        "torch_failures": failures,
+        "command": command,
+        "notes": notes,
+    }
+    report = {"meta": meta, "results": results, "torch_reference": references}
+    if out_dir is not None:
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / JSON_NAME).write_text(json.dumps(report, indent=1))
+        (out / MD_NAME).write_text(markdown_table(results, references, meta))
+    return report
+
+
+def default_cases(quick=False, backbones=BACKBONES, batch_sizes=BATCH_SIZES):
+    """Every backbone x batch size with XLA; quick: tiny, B = 16 and 32."""
+    if quick:
+        backbones = ("tiny",)
+    return [Case(bb, b, True) for bb in backbones for b in batch_sizes]
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="self_mm_throughput.py",
+        description=__doc__.split("\nOne iteration")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default="benchmarks/results/training")
+    p.add_argument("--quick", action="store_true", help="tiny BERT only, 3 repeats")
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed iterations (default tiny 5, base 3)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=None, help="warm-up iterations (default tiny 1, base 0)"
+    )
+    p.add_argument(
+        "--num-train", type=int, default=MOSI_TRAIN_EXAMPLES, help="N, the train set size"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-jit", action="store_true", help="Keras side without XLA")
+    p.add_argument("--torch-python", default=None, help="a Python with torch and mmsa 2.2.1")
+    p.add_argument(
+        "--torch-threads",
+        nargs="+",
+        type=int,
+        default=[0, 1],
+        help="torch thread counts to time (0 = torch's default); the fastest is the reference (on a loaded "
+        "2-core machine one thread can be several times faster than two)",
+    )
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    p.add_argument("--notes", default="", help="free text appended to the markdown")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+@common.one_line_errors
+def main(argv=None):
+    args = parser().parse_args(argv)
+    common.set_environment()
+    cases = [
+        dataclasses.replace(c, jit_compile=not args.no_jit)
+        for c in default_cases(args.quick, tuple(args.backbones), tuple(args.batch_sizes))
+    ]
+
+    def settings_for(backbone):
+        # BERT-base steps take seconds on a few CPU cores: 3 timed, no extra warm-up (the compiling first
+        # iteration warms up)
+        repeats = args.repeats or (3 if args.quick or backbone == "base" else 5)
+        warmup = args.warmup if args.warmup is not None else (0 if backbone == "base" else 1)
+        return Settings(warmup=warmup, repeats=repeats, num_train=args.num_train, seed=args.seed)
+
+    start = time.perf_counter()
+    report = run_benchmark(
+        cases,
+        settings_for,
+        out_dir=args.out,
+        torch_python=args.torch_python,
+        torch_threads=tuple(args.torch_threads),
+        timeout=args.timeout,
+        command=common.command_line("self_mm_throughput.py", argv),
+        notes=args.notes,
+        log=lambda msg: print(msg, flush=True),
+    )
+    print(
+        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, JSON_NAME)}"
+        f" in {time.perf_counter() - start:.0f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        common.set_environment()
+        _worker(sys.argv[2:])
+    else:
+        sys.exit(main())
