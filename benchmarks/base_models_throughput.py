@@ -42,7 +42,7 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_reference import summary_stats  # noqa: E402
+from benchmarks.torch_common import summary_stats  # noqa: E402
 from benchmarks.training_throughput import (  # noqa: E402
     BASE_BERT,
     Shapes,
@@ -152,17 +152,7 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
         x, y = batches[i % len(batches)]
         return model.train_on_batch(x, y, return_dict=True)
 
-    t0 = time.perf_counter()
-    logs = iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(warmup):
-        iteration(1 + i)
-    walls, cpus = [], []
-    for r in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        logs = iteration(1 + warmup + r)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+    logs, first, walls, cpus = common.time_iterations(iteration, warmup=warmup, repeats=repeats)
     wall = summary_stats(walls)
     return {
         "case": dataclasses.asdict(case),

@@ -30,6 +30,29 @@ def add_run_flags(parser):
     return parser
 
 
+def time_iterations(iteration, *, warmup, repeats, log=None, label=""):
+    """Times `iteration(i)` (one training step on batch i): a first (compiling) call, `warmup` untimed calls,
+    then `repeats` timed ones. Returns `(last_logs, first_s, walls, cpus)`: the last call's return value, the
+    first call's seconds, and per timed call its wall and process-CPU seconds. `log(text)` (optional) gets one
+    line per timed call, named by `label`."""
+    import time
+
+    t0 = time.perf_counter()
+    logs = iteration(0)
+    first = time.perf_counter() - t0
+    for i in range(warmup):
+        iteration(1 + i)
+    walls, cpus = [], []
+    for r in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        logs = iteration(1 + warmup + r)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        if log:
+            log(f"  {label}: iteration {r + 1}/{repeats} {walls[-1]:.3f}s")
+    return logs, first, walls, cpus
+
+
 def command_line(script, argv):
     """The command as results files record it: `python benchmarks/<script> <argv>` without --debug."""
     import shlex

@@ -50,7 +50,7 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_reference import summary_stats  # noqa: E402
+from benchmarks.torch_common import summary_stats  # noqa: E402
 from benchmarks.training_throughput import (  # noqa: E402
     BASE_BERT,
     Shapes,
@@ -216,19 +216,9 @@ def measure_case(case, settings=Settings(), log=None):
         x, y = batches[i % len(batches)]
         return model.train_on_batch(x, y, return_dict=True)
 
-    t0 = time.perf_counter()
-    logs = iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(settings.warmup):
-        iteration(1 + i)
-    walls, cpus = [], []
-    for r in range(settings.repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        logs = iteration(1 + settings.warmup + r)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-        if log:
-            log(f"  {case.label}: iteration {r + 1}/{settings.repeats} {walls[-1]:.3f}s")
+    logs, first, walls, cpus = common.time_iterations(
+        iteration, warmup=settings.warmup, repeats=settings.repeats, log=log, label=case.label
+    )
     wall = summary_stats(walls)
     text_labels = np.asarray(model.generated_labels()["text"])
     return {

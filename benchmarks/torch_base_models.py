@@ -33,32 +33,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 MODELS = ("tfn", "lmf", "mfn", "ef_lstm", "bert_mag")
 
-
-def summary_stats(values):
-    import numpy as np
-
-    v = np.asarray(values, dtype="float64")
-    q1, q3 = np.percentile(v, [25, 75])
-    return {
-        "median": float(np.median(v)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "iqr": float(q3 - q1),
-    }
-
-
-def mmsa_config(model_name, dataset="mosi"):
-    """mmsa's own hyper-parameters of `model_name` for `dataset` (commonParams + datasetParams)."""
-    from easydict import EasyDict
-
-    path = os.path.join(
-        os.path.dirname(importlib.import_module("MMSA").__file__),
-        "config",
-        "config_regression.json",
-    )
-    with open(path) as f:
-        entry = json.load(f)[model_name]
-    return EasyDict({**entry["commonParams"], **entry["datasetParams"][dataset]})
+try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
+    from torch_common import mmsa_config, summary_stats
+except ImportError:
+    from benchmarks.torch_common import mmsa_config, summary_stats
 
 
 def main():

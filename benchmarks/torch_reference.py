@@ -25,7 +25,6 @@ Writes a JSON result (`--out`) shaped like keras_mmsa's: iteration_s {median, mi
 stage2_s, samples_per_s, peak_rss_mb, torch_version, threads.
 """
 
-import argparse
 import importlib
 import json
 import os
@@ -34,38 +33,14 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-
-
-def summary_stats(values):
-    """Median, min, max and inter-quartile range of timings (shared with `training_throughput.py`)."""
-    import numpy as np
-
-    v = np.asarray(values, dtype="float64")
-    q1, q3 = np.percentile(v, [25, 75])
-    return {
-        "median": float(np.median(v)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "iqr": float(q3 - q1),
-    }
+try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
+    from torch_common import BASE, TINY, reference_parser, summary_stats  # noqa: F401
+except ImportError:
+    from benchmarks.torch_common import BASE, TINY, reference_parser, summary_stats  # noqa: F401
 
 
 def main():
-    p = argparse.ArgumentParser(prog="torch_reference.py", description=__doc__.splitlines()[0])
-    p.add_argument("--backbone", choices=("base", "tiny"), required=True)
-    p.add_argument("--batches", required=True, help=".npz written by training_throughput.py")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--vocab-size", type=int, default=None, help="default: base 30522, tiny max id + 1"
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
-    )
-    p.add_argument("--out", required=True)
+    p = reference_parser("torch_reference.py", __doc__.splitlines()[0], "training_throughput.py")
     args = p.parse_args()
 
     import numpy as np

@@ -28,7 +28,6 @@ Writes a JSON result (`--out`): iteration_s {median, min, max, iqr}, the parts f
 step_s, samples_per_s, peak_rss_mb, labels_updated, torch/transformers/mmsa versions, threads.
 """
 
-import argparse
 import importlib
 import json
 import os
@@ -37,56 +36,19 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
+    from torch_common import BASE, TINY, mmsa_config, reference_parser, summary_stats
+except ImportError:
+    from benchmarks.torch_common import BASE, TINY, mmsa_config, reference_parser, summary_stats
 TASKS = "MTAV"
 NAME_MAP = {"M": "fusion", "T": "text", "A": "audio", "V": "vision"}
 
 
-def summary_stats(values):
-    import numpy as np
-
-    v = np.asarray(values, dtype="float64")
-    q1, q3 = np.percentile(v, [25, 75])
-    return {
-        "median": float(np.median(v)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "iqr": float(q3 - q1),
-    }
-
-
-def mmsa_config(dataset="mosi"):
-    """mmsa's own Self-MM hyper-parameters for `dataset` (commonParams + datasetParams)."""
-    from easydict import EasyDict
-
-    path = os.path.join(
-        os.path.dirname(importlib.import_module("MMSA").__file__),
-        "config",
-        "config_regression.json",
-    )
-    with open(path) as f:
-        entry = json.load(f)["self_mm"]
-    return EasyDict({**entry["commonParams"], **entry["datasetParams"][dataset]})
-
-
 def main():
-    p = argparse.ArgumentParser(prog="torch_self_mm.py", description=__doc__.splitlines()[0])
-    p.add_argument("--backbone", choices=("base", "tiny"), required=True)
-    p.add_argument("--batches", required=True, help=".npz written by self_mm_throughput.py")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p = reference_parser("torch_self_mm.py", __doc__.splitlines()[0], "self_mm_throughput.py")
     p.add_argument(
         "--epoch", type=int, default=2, help="mmsa's epoch counter (>= 2: labels update)"
     )
-    p.add_argument(
-        "--vocab-size", type=int, default=None, help="default: base 30522, tiny max id + 1"
-    )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
-    )
-    p.add_argument("--out", required=True)
     args = p.parse_args()
 
     import numpy as np
@@ -125,7 +87,7 @@ def main():
 
     model_module.BertTextEncoder = RandomBert  # the name mmsa's SELF_MM module instantiates
 
-    cfg = mmsa_config("mosi")
+    cfg = mmsa_config("self_mm", "mosi")
     cfg.update(
         train_mode="regression",
         dataset_name="mosi",

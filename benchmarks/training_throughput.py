@@ -49,7 +49,7 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_reference import summary_stats  # noqa: E402
+from benchmarks.torch_common import summary_stats  # noqa: E402
 
 # BERT-base (bert-base-uncased's architecture), built from this config with random weights: no download.
 BASE_BERT = dict(
@@ -281,19 +281,9 @@ def measure_case(case, settings=Settings(), log=None):
             logs = model.train_on_batch(x, y, return_dict=True)
         return logs
 
-    t0 = time.perf_counter()
-    logs = iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(settings.warmup):
-        iteration(1 + i)
-    walls, cpus = [], []
-    for r in range(settings.repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        logs = iteration(1 + settings.warmup + r)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-        if log:
-            log(f"  {case.label}: iteration {r + 1}/{settings.repeats} {walls[-1]:.3f}s")
+    logs, first, walls, cpus = common.time_iterations(
+        iteration, warmup=settings.warmup, repeats=settings.repeats, log=log, label=case.label
+    )
     wall = summary_stats(walls)
     finite = all(math.isfinite(float(v)) for v in logs.values())
     return {

@@ -198,28 +198,28 @@ class SelfMM(BackboneMethod):
         for m, sub in self.subtasks.items():
             sub.build((None, self.backbone.feature_dims[m]))
         n = self.num_train_examples
-        self.epoch_counter = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="epoch_counter"
-        )
-        # column 0: the multimodal label y_m; column 1 + j: the label of task j
-        self.label_memory = self.add_weight(
-            shape=(n, 1 + len(self.tasks)),
+        # State written from gathered (global-batch) values: every replica writes the same rows.
+        state = dict(
             initializer="zeros",
             trainable=False,
-            name="label_memory",
+            dtype="float32",
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        self.epoch_counter = self.add_weight(shape=(), name="epoch_counter", **state)
+        # column 0: the multimodal label y_m; column 1 + j: the label of task j
+        self.label_memory = self.add_weight(
+            shape=(n, 1 + len(self.tasks)), name="label_memory", **state
         )
         self.feature_memory = {}
         self.centres = {}
         if self.uses_feature_memory:
             for task, dim in self._centre_dims().items():
                 self.feature_memory[task] = self.add_weight(
-                    shape=(n, dim),
-                    initializer="zeros",
-                    trainable=False,
-                    name=f"feature_memory_{task}",
+                    shape=(n, dim), name=f"feature_memory_{task}", **state
                 )
                 self.centres[task] = self.add_weight(
-                    shape=(2, dim), initializer="zeros", trainable=False, name=f"centres_{task}"
+                    shape=(2, dim), name=f"centres_{task}", **state
                 )
         self._build_label_generator()
         self.built = True
