@@ -22,6 +22,7 @@ _CLASSES = {
     "mag_bert": "keras_mmsa.models.mag_bert:MAGBERT",
     "mag_xlnet": "keras_mmsa.models.mag_xlnet:MAGXLNet",
     "mdm": "keras_mmsa.models.mdm:MDM",
+    "mird": "keras_mmsa.models.mird:MIRD",
 }
 METHODS = tuple(_CLASSES)
 
