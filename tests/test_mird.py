@@ -311,3 +311,61 @@ def test_train_script_with_no_option_writes_metrics(tmp_path):
     tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
     for name in CLUB_NAMES | {"task", "recon", "mim", "club_loss", "lr_bert"}:
         assert f"epoch_{name}" in tags, (name, sorted(tags))
+
+
+# ------------------------------------------------------------------------------- unlabeled data in the workflow
+
+
+def test_unlabeled_examples_join_the_stream_with_weight_zero():
+    from keras_mmsa.data import staging
+    from keras_mmsa.training.run import with_unlabeled
+
+    def examples(n, offset):
+        inputs = {"audio": np.full((n, 2), offset, "float32"), "extra": np.zeros((n,), "int32")}
+        return tf.data.Dataset.from_tensor_slices((inputs, np.full((n,), 2.0, "float32")))
+
+    labeled = examples(6, 1.0).map(lambda i, y: ({"audio": i["audio"]}, y))
+    mixed = with_unlabeled(labeled, examples(4, -1.0))  # the unlabeled side's extra key is dropped
+    stream, steps = staging.epoch_stream(mixed, batch_size=4, seed=0, num_epochs=1, num_examples=10)
+    assert steps == 3
+    rows = [
+        (float(x["audio"][i, 0]), float(y[i]), float(w[i]))
+        for x, y, w in stream
+        for i in range(len(y))
+    ]
+    assert sorted(rows) == sorted([(1.0, 2.0, 1.0)] * 6 + [(-1.0, 0.0, 0.0)] * 4)
+    assert [r[0] for r in rows] != sorted(r[0] for r in rows)  # shuffled together
+
+
+def test_run_config_names_the_unlabeled_dataset():
+    plain = RunConfig(method="mird").resolved()
+    semi = RunConfig(method="mird", unlabeled_dataset="sample_unlabeled").resolved()
+    assert semi.name == "mird_sample_plus-sample_unlabeled_seed1111" != plain.name
+    with pytest.raises(ValueError, match="unlabeled_dataset"):
+        RunConfig(method="mird", unlabeled_dataset=3).resolved()
+    from keras_mmsa.training.cli import config_from_args, train_parser
+
+    args = train_parser().parse_args(["--method", "mird", "--unlabeled-dataset", "sample_unlabeled"])
+    assert config_from_args(args).unlabeled_dataset == "sample_unlabeled"
+
+
+@pytest.mark.large
+def test_train_script_mixes_an_unlabeled_dataset(tmp_path):
+    """`train.py --method mird --unlabeled-dataset sample_unlabeled` (1 epoch, short sequences): the run
+    trains on 600 + 600 examples, so (ceil(1200 / 32) = 38 steps) twice the plain run's 19."""
+    env = dict(os.environ, KMSA_DATA_DIR=str(tmp_path / "tfds"))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    workdir = tmp_path / "runs"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), "--method", "mird",
+         "--unlabeled-dataset", "sample_unlabeled", "--epochs", "1", "--workdir", str(workdir),
+         "--verbose", "2", "--no-export", "--set", "max_lengths.audio=24",
+         "--set", "max_lengths.vision=24", "--set", "model.club_steps=1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = list(workdir.iterdir())
+    assert json.loads((run_dir / "config.json").read_text())["unlabeled_dataset"] == "sample_unlabeled"
+    assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["test"]["mae"])
+    assert "Training on 600 labeled and 600 unlabeled examples" in out.stdout
+    assert "38/38" in out.stdout, out.stdout[-2000:]

@@ -480,11 +480,15 @@ class MIRD(MultiStageModel):
         )
         model.build(build_shapes(info, config, model.audio_dim, model.vision_dim))
         num_train = (info.num_examples or {}).get("train")
-        if num_train:
+        if num_train and config.unlabeled_dataset:
+            from keras_mmsa.data import pipeline
+
+            other = pipeline.dataset_info(config.unlabeled_dataset, data_dir=config.data_dir)
+            unlabeled = (other.num_examples or {}).get("train")
+            num_train = num_train + unlabeled if unlabeled else None
+        if num_train:  # the warm-up schedule's length: every batch of the run's stream
             model.total_steps = total_steps(
-                num_train + int(config.train.get("num_unlabeled", 0) or 0),
-                int(config.train["batch_size"]),
-                int(config.train["epochs"]),
+                num_train, int(config.train["batch_size"]), int(config.train["epochs"])
             )
         return model
 
