@@ -392,10 +392,15 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     config.to_json(run_dir / CONFIG)
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
     save_tokenizer(run_dir / TOKENIZER, backbone, tokenizer)
+    # A method whose train step XLA compiles too slowly (`xla_train_step = False`, e.g. MIRD) runs as a plain
+    # TensorFlow graph whatever `jit_compile` says.
+    jit_compile = bool(config.jit_compile) and getattr(method, "xla_train_step", True)
+    if verbose and config.jit_compile and not jit_compile:
+        print(f"{method.__name__} trains without XLA (its train step compiles too slowly; see its docstring).")
     model.compile(
         optimizers=run_optimizers(method, model, config.train),
         metrics=[metrics.MSAMetrics(family=info.family)],
-        jit_compile=config.jit_compile,
+        jit_compile=jit_compile,
     )
     model.build_optimizers()
     if hasattr(model, "adapt"):
