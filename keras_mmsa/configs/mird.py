@@ -39,6 +39,7 @@ _MODEL = dict(
     regressor_hidden=64,
     dropout=0.1,
     club_hidden=32,
+    club_logvar_bound=1.0,  # q's |log sigma^2| <= 1, the CLUB reference networks' Tanh
     club_steps=5,
     alpha=0.1,
     beta=1.0,

@@ -87,7 +87,10 @@ class MIRD(MultiStageModel):
     Mutual-information minimisation (eq. 10-15, 20; `use_club`): nine `keras_mmsa.estimators.CLUB` networks
     (Gaussian q, hidden `club_hidden` = 32: the paper's "two-layer FC with hidden 32"), see `club_pairs`:
     q(z^S | z^m) for m in V, L, A; q(z^L | z^V), q(z^A | z^V), q(z^A | z^L); q(z^S | X̄^m) for m in V, L, A.
-    The paper conditions the last three on the whole input sequence X^m without saying how q reads a sequence;
+    Each q's log-variance is bounded to [−1, 1] (`club_logvar_bound` = 1, the Tanh of the CLUB reference
+    networks): with the estimators' default bound of 10, measured on the sample, q's variances collapse within
+    two epochs (eq. 22's summed NLL reached −690), the estimates' gradients scale with 1/σ² and the model stage's
+    task loss rose while L_mim fell. The paper conditions the last three on the whole input sequence X^m without saying how q reads a sequence;
     here X̄^m is the masked mean of the input frames (audio/vision) or of BERT's detached input token
     embeddings (text): the cheapest fixed summary, so these three bound I(X̄^m; z^S), a lower bound of the
     paper's I(X^m; z^S) (`use_input_club=False` drops them: Table 4's ablation 2).
@@ -132,6 +135,7 @@ class MIRD(MultiStageModel):
         regressor_hidden: hidden width of the regressor.
         dropout: dropout on p before the regressor's hidden layer.
         club_hidden: hidden width of each CLUB network's μ and log σ² MLPs.
+        club_logvar_bound: bound b on each q's |log σ²| (`GaussianConditional`; None: unbounded).
         club_steps: T', CLUB updates per model update.
         alpha, beta: weights of L_mim and L_recon in eq. 21.
         use_club, use_input_club, use_reconstruction: the ablation flags above.
@@ -179,6 +183,7 @@ class MIRD(MultiStageModel):
         regressor_hidden=64,
         dropout=0.1,
         club_hidden=32,
+        club_logvar_bound=1.0,
         club_steps=5,
         alpha=0.1,
         beta=1.0,
@@ -223,6 +228,7 @@ class MIRD(MultiStageModel):
         self.regressor_hidden = regressor_hidden
         self.dropout = dropout
         self.club_hidden = club_hidden
+        self.club_logvar_bound = club_logvar_bound
         self.club_steps = int(club_steps)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -278,7 +284,7 @@ class MIRD(MultiStageModel):
         }
         self.clubs = {}
         for name, cond, _ in self.pairs:
-            club = CLUB(d, club_hidden, name=name)
+            club = CLUB(d, club_hidden, logvar_bound=club_logvar_bound, name=name)
             club.build((None, d if cond[0] == "z" else input_dims[cond[1]]))
             self.clubs[name] = club
 
@@ -556,6 +562,7 @@ class MIRD(MultiStageModel):
                 "regressor_hidden": self.regressor_hidden,
                 "dropout": self.dropout,
                 "club_hidden": self.club_hidden,
+                "club_logvar_bound": self.club_logvar_bound,
                 "club_steps": self.club_steps,
                 "alpha": self.alpha,
                 "beta": self.beta,
