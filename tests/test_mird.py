@@ -293,12 +293,11 @@ def test_train_script_with_no_option_writes_metrics(tmp_path):
     """`python scripts/train.py --method mird` on the bundled sample, in a fresh process: metrics.json, and
     the nine CLUB estimates as TensorBoard tags."""
     env = dict(os.environ, KMSA_DATA_DIR=str(tmp_path / "tfds"))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     workdir = tmp_path / "runs"
     out = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), "--method", "mird",
          "--workdir", str(workdir), "--verbose", "0", "--no-export"],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        capture_output=True, text=True, env=env, timeout=1800,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = list(workdir.iterdir())
@@ -354,14 +353,13 @@ def test_train_script_mixes_an_unlabeled_dataset(tmp_path):
     """`train.py --method mird --unlabeled-dataset sample_unlabeled` (1 epoch, short sequences): the run
     trains on 600 + 600 examples, so (ceil(1200 / 32) = 38 steps) twice the plain run's 19."""
     env = dict(os.environ, KMSA_DATA_DIR=str(tmp_path / "tfds"))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     workdir = tmp_path / "runs"
     out = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train.py"), "--method", "mird",
          "--unlabeled-dataset", "sample_unlabeled", "--epochs", "1", "--workdir", str(workdir),
          "--verbose", "2", "--no-export", "--set", "max_lengths.audio=24",
          "--set", "max_lengths.vision=24", "--set", "model.club_steps=1"],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        capture_output=True, text=True, env=env, timeout=1800,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = list(workdir.iterdir())
