@@ -93,7 +93,7 @@ def load_data(config, tokenizer, *, splits=("train", "validation", "test")):
     for split in ("validation", "test"):
         if split in splits:
             out[split] = pipeline.load(config.dataset, split, batch, **common).cache()
-    if "train" in splits and config.unlabeled_dataset:
+    if "train" in splits and getattr(config, "unlabeled_dataset", None):
         out["unlabeled_examples"], out["num_unlabeled"] = load_unlabeled(config, info, tokenizer)
     return out
 
