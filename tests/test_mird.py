@@ -131,9 +131,7 @@ def test_club_stage_trains_only_the_club_networks_and_the_model_stage_never_does
     np.testing.assert_allclose(
         logs["loss"], logs["task"] + logs["recon"] + 0.1 * logs["mim"], rtol=1e-4, atol=1e-5
     )
-    np.testing.assert_allclose(
-        logs["mim"], sum(logs[n] for n in CLUB_NAMES), rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(logs["mim"], sum(logs[n] for n in CLUB_NAMES), rtol=1e-4, atol=1e-5)
 
 
 def test_unlabeled_examples_leave_the_task_gradient_untouched(tokenizer):
@@ -344,7 +342,9 @@ def test_run_config_names_the_unlabeled_dataset():
         RunConfig(method="mird", unlabeled_dataset=3).resolved()
     from keras_mmsa.training.cli import config_from_args, train_parser
 
-    args = train_parser().parse_args(["--method", "mird", "--unlabeled-dataset", "sample_unlabeled"])
+    args = train_parser().parse_args(
+        ["--method", "mird", "--unlabeled-dataset", "sample_unlabeled"]
+    )
     assert config_from_args(args).unlabeled_dataset == "sample_unlabeled"
 
 
@@ -363,7 +363,9 @@ def test_train_script_mixes_an_unlabeled_dataset(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = list(workdir.iterdir())
-    assert json.loads((run_dir / "config.json").read_text())["unlabeled_dataset"] == "sample_unlabeled"
+    assert (
+        json.loads((run_dir / "config.json").read_text())["unlabeled_dataset"] == "sample_unlabeled"
+    )
     assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["test"]["mae"])
     assert "Training on 600 labeled and 600 unlabeled examples" in out.stdout
     assert "38/38" in out.stdout, out.stdout[-2000:]

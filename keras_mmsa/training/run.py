@@ -396,7 +396,9 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     # TensorFlow graph whatever `jit_compile` says.
     jit_compile = bool(config.jit_compile) and getattr(method, "xla_train_step", True)
     if verbose and config.jit_compile and not jit_compile:
-        print(f"{method.__name__} trains without XLA (its train step compiles too slowly; see its docstring).")
+        print(
+            f"{method.__name__} trains without XLA (its train step compiles too slowly; see its docstring)."
+        )
     model.compile(
         optimizers=run_optimizers(method, model, config.train),
         metrics=[metrics.MSAMetrics(family=info.family)],

@@ -580,9 +580,7 @@ class MIRD(MultiStageModel):
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("text_backbone"), dict):
-            config["text_backbone"] = keras.saving.deserialize_keras_object(
-                config["text_backbone"]
-            )
+            config["text_backbone"] = keras.saving.deserialize_keras_object(config["text_backbone"])
         return cls(**config)
 
 
