@@ -110,6 +110,8 @@ class MIRD(MultiStageModel):
 
     Unlabeled data (Algorithm 1's X^unlabeled): examples of per-sample weight 0 stay out of L_reg (its MSE is
     weighted) and enter reconstruction and every CLUB term (estimates and likelihoods use the whole batch).
+    The workflow mixes them in with `--unlabeled-dataset NAME` (that dataset's train split, labels ignored, all
+    of it: the paper's labeled/unlabeled ratio is then the two splits' sizes; `sample_unlabeled` gives 1:1).
 
     Ablations: `use_club=False` (no CLUB networks, no club stage: Table 4's "−L_mim"), `use_input_club=False`
     ("−L_mim^(Xm,S)"), `use_reconstruction=False` (no decoders).
