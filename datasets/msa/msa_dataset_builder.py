@@ -367,6 +367,23 @@ BUILDER_CONFIGS = [
         audio_len=50,
         vision_len=50,
     ),
+    MsaConfig(
+        name="sample_unlabeled",
+        description=(
+            "More clips of the synthetic `sample` set (same generator and shapes, another seed: other speakers "
+            "and sentences), as a pool of unlabeled data for semi-supervised methods (MIRD's Algorithm 1, "
+            "`--unlabeled-dataset sample_unlabeled`: the train split, its labels ignored); needs no files."
+        ),
+        source="sample",
+        family="mosi",
+        audio_dim=5,
+        vision_dim=20,
+        text_len=50,
+        audio_len=375,
+        vision_len=500,
+        num_examples=(600, 30, 30),
+        seed=20241,
+    ),
     _pickle_config("mosi", False, "unaligned_50.pkl"),
     _pickle_config("mosi", True, "aligned_50.pkl"),
     _pickle_config("mosei", False, "unaligned_50.pkl"),

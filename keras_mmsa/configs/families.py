@@ -6,6 +6,7 @@ import copy
 FAMILY_OF = {
     "sample": "sample",
     "sample_aligned": "sample",
+    "sample_unlabeled": "sample",
     "mosi_unaligned": "mosi",
     "mosi_aligned": "mosi",
     "mosi_sdk": "mosi",

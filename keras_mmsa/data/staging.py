@@ -53,7 +53,7 @@ def epoch_stream(
     """The training stream of epochs `first_epoch .. num_epochs - 1`.
 
     Args:
-        examples: unbatched, finite dataset of `(inputs, label)` (e.g. `load(..., shuffle=False).unbatch()`,
+        examples: unbatched, finite dataset of `(inputs, label)` or `(inputs, label, weight)` (e.g. `load(..., shuffle=False).unbatch()`,
             ideally `.cache()`d).
         batch_size: int.
         seed: int; epoch e of stage k is shuffled with a seed derived from `(seed, e, k)`.
@@ -80,10 +80,10 @@ def epoch_stream(
         if stage_fractions is None:
             return ds
 
-        def tag(inputs, label):
+        def tag(inputs, label, *weight):
             inputs = dict(inputs)
             inputs[STAGE_KEY] = tf.fill(tf.shape(label), tf.constant(k, tf.int32))
-            return inputs, label
+            return (inputs, label, *weight)
 
         return ds.map(tag)
 

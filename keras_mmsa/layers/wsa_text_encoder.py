@@ -66,6 +66,12 @@ class WSATextEncoder(keras.layers.Layer):
         )
 
     def call(self, x, training=None):
+        return self.states(x, training=training)["pooled"]
+
+    def states(self, x, training=None):
+        """`{"mid", "last", "pooled", "padding_mask"}`: W^mid before the injection `[B, L, H]` (text only),
+        W^last `[B, L, H]`, the masked mean of W^last `[B, H]` (what `call` returns) and the bool padding mask.
+        MIRD reads W^mid for its text-specific encoder, so that z^L sees no audio or vision."""
         others, masks = [], []
         for m in self.nonverbal:
             if m not in x or f"{m}_lengths" not in x:
@@ -79,11 +85,17 @@ class WSATextEncoder(keras.layers.Layer):
             lengths = ops.cast(x[f"{m}_lengths"], "int32")
             masks.append(ops.arange(ops.shape(seq)[1])[None, :] < lengths[:, None])
             others.append(seq)
-        states, context = self.split.bottom(x, training=training)
-        states = self.wsa(states, others, masks)
+        mid, context = self.split.bottom(x, training=training)
+        states = self.wsa(mid, others, masks)
         states = self.split.top(states, context, training=training)
         weights = ops.cast(context["padding_mask"], states.dtype)[..., None]
-        return ops.sum(states * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+        pooled = ops.sum(states * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+        return {
+            "mid": mid,
+            "last": states,
+            "pooled": pooled,
+            "padding_mask": context["padding_mask"],
+        }
 
     def get_config(self):
         config = super().get_config()

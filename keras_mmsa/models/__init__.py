@@ -2,7 +2,8 @@
 
 Base models: `BertLSTMMLP` (MMIM's), `TFN`, `LMF`, and over word-aligned inputs `EFLSTM`, `MFN`, `MAGBERT`,
 `MAGXLNet`. Methods (`keras_mmsa.engine.MultiStageModel`s): `Supervised` (a base model alone, task loss only),
-`MMIM`, `MDM` (over any base model), `SelfMM` and `SelfMI` (unimodal subtasks on generated labels).
+`MMIM`, `MDM` (over any base model), `SelfMM` and `SelfMI` (unimodal subtasks on generated labels),
+`MIRD` (over its own WSA-BERT encoders).
 """
 
 from keras_mmsa.engine import STAGE_KEY, MultiStageModel, Stage
@@ -13,6 +14,7 @@ from keras_mmsa.models.mag_bert import MAGBERT
 from keras_mmsa.models.mag_xlnet import MAGXLNet
 from keras_mmsa.models.mdm import MDM
 from keras_mmsa.models.mfn import MFN
+from keras_mmsa.models.mird import MIRD
 from keras_mmsa.models.mmim import MMIM
 from keras_mmsa.models.multimodal_backbone import MultimodalBackbone
 from keras_mmsa.models.self_mm import SelfMI, SelfMM
@@ -26,6 +28,7 @@ __all__ = [
     "MAGBERT",
     "MAGXLNet",
     "MDM",
+    "MIRD",
     "MMIM",
     "STAGE_KEY",
     "BertLSTMMLP",

@@ -118,6 +118,12 @@ def train_parser(
         help="msa builder config: sample (default; sample_aligned for word-aligned methods), mosi_unaligned, ...",
     )
     p.add_argument(
+        "--unlabeled-dataset",
+        default=None,
+        help="msa builder config whose train split is mixed into training as unlabeled examples "
+        "(sample weight 0: labels ignored), e.g. sample_unlabeled (MIRD's Algorithm 1)",
+    )
+    p.add_argument(
         "--manual-dir", default=None, help="folder with the dataset's files (pickles, .csd, csv)"
     )
     p.add_argument(
@@ -167,7 +173,15 @@ def config_from_args(args):
     base = RunConfig.from_json(args.config).to_dict() if args.config else {}
     config = RunConfig.from_dict({**base, "method": args.method})
     updates = {}
-    for key in ("dataset", "manual_dir", "data_dir", "text_backbone", "seed", "name"):
+    for key in (
+        "dataset",
+        "unlabeled_dataset",
+        "manual_dir",
+        "data_dir",
+        "text_backbone",
+        "seed",
+        "name",
+    ):
         value = getattr(args, key)
         if value is not None:
             updates[key] = value

@@ -17,6 +17,7 @@ _FLAGS = {
     "seed": "--seed",
     "name": "--name",
     "dataset": "--dataset",
+    "unlabeled_dataset": "--unlabeled-dataset",
     "manual_dir": "--manual-dir",
     "data_dir": "--data-dir",
     "text_backbone": "--text-backbone",
@@ -30,6 +31,7 @@ _FLAGS = {
 _FIELDS = dict(
     method="",
     dataset="",
+    unlabeled_dataset=None,
     manual_dir=None,
     data_dir=None,
     text_backbone=None,
@@ -58,6 +60,10 @@ class RunConfig:
         dataset: a config name of the TFDS builder `msa` ("sample", "mosi_unaligned", "mosi_sdk", ...); None
             (default): "sample", or "sample_aligned" for a method that needs word-aligned inputs
             (`requires_aligned`, see `method_requires_aligned`), which refuses an unaligned dataset.
+        unlabeled_dataset: None, or a config name of the builder `msa` whose train split is mixed into the
+            training stream as unlabeled examples (per-sample weight 0, labels ignored; the labeled ones get
+            weight 1), padded to the dataset's lengths; it must have the same audio/vision sizes (read from
+            the same `manual_dir`). Methods keep weight-0 examples out of their task loss (MIRD's Algorithm 1).
         manual_dir: folder with the user's dataset files (not needed for "sample").
         data_dir: where TFDS keeps prepared datasets (default `$KMSA_DATA_DIR` or `~/tensorflow_datasets`).
         text_backbone: "tiny", a KerasHub preset name or a local preset / Hugging-Face directory
@@ -77,6 +83,7 @@ class RunConfig:
 
     method: str
     dataset: str | None = None
+    unlabeled_dataset: str | None = None
     manual_dir: str | None = None
     data_dir: str | None = None
     text_backbone: str | None = None
@@ -224,6 +231,8 @@ class RunConfig:
 
     def _default_name(self, preset, *, with_seed=True):
         parts = [self.method, self.dataset]
+        if self.unlabeled_dataset is not None:
+            parts.append(f"plus-{self.unlabeled_dataset}")
         if self.modalities is not None:
             parts.append("-".join(self.modalities))
         backbone = self.text_backbone != preset["text_backbone"]

@@ -24,6 +24,7 @@ _CLASSES = {
     "mdm": "keras_mmsa.models.mdm:MDM",
     "self_mm": "keras_mmsa.models.self_mm:SelfMM",
     "self_mi": "keras_mmsa.models.self_mm:SelfMI",
+    "mird": "keras_mmsa.models.mird:MIRD",
 }
 METHODS = tuple(_CLASSES)
 

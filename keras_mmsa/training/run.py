@@ -106,7 +106,65 @@ def load_data(config, tokenizer, *, splits=("train", "validation", "test")):
     for split in ("validation", "test"):
         if split in splits:
             out[split] = pipeline.load(config.dataset, split, batch, **common).cache()
+    if "train" in splits and getattr(config, "unlabeled_dataset", None):
+        out["unlabeled_examples"], out["num_unlabeled"] = load_unlabeled(config, info, tokenizer)
     return out
+
+
+def load_unlabeled(config, info, tokenizer):
+    """`(examples, count)`: the train split of `config.unlabeled_dataset`, unbatched and cached, padded to the
+    run dataset's lengths; refused unless its audio/vision sizes match the run dataset's."""
+    name = config.unlabeled_dataset
+    if name == config.dataset:
+        raise ValueError(
+            f"--unlabeled-dataset {name} is the run's own dataset; its train split is already labeled"
+        )
+    pipeline.prepare_builder(name, data_dir=config.data_dir, manual_dir=config.manual_dir)
+    other = pipeline.dataset_info(name, data_dir=config.data_dir)
+    modalities = config.modalities or list(info.modalities)
+    for m in ("audio", "vision"):
+        if m in modalities and (
+            m not in other.modalities or getattr(other, f"{m}_dim") != getattr(info, f"{m}_dim")
+        ):
+            raise ValueError(
+                f"--unlabeled-dataset {name}: its {m} features ({getattr(other, f'{m}_dim')} wide) do not "
+                f"match {config.dataset}'s ({getattr(info, f'{m}_dim')}); use a dataset with the same features"
+            )
+    # the run dataset's padded lengths, so that labeled and unlabeled examples batch together
+    lengths = pipeline.padded_lengths(info, config.max_lengths)
+    examples = pipeline.load(
+        name,
+        "train",
+        int(config.train["batch_size"]),
+        text_backbone=tokenizer,
+        modalities=modalities,
+        max_lengths={m: n for m, n in lengths.items() if n},
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+        shuffle=False,
+    )
+    examples = examples.unbatch().cache()
+    count = (other.num_examples or {}).get("train") or staging.count_examples(examples)
+    return examples, count
+
+
+def with_unlabeled(labeled, unlabeled):
+    """One unbatched stream of `(inputs, label, weight)`: the labeled examples with weight 1, then the
+    unlabeled ones with label 0 and weight 0 (the epoch stream shuffles them together)."""
+
+    def weigh(value):
+        def fn(inputs, label):
+            label = tf.cast(label, tf.float32)
+            return inputs, label * value, tf.constant(value, tf.float32)
+
+        return fn
+
+    keys = set(labeled.element_spec[0])
+    missing = keys - set(unlabeled.element_spec[0])
+    if missing:
+        raise ValueError(f"the unlabeled examples lack the inputs {sorted(missing)}")
+    unlabeled = unlabeled.map(lambda inputs, label: ({k: inputs[k] for k in keys}, label))
+    return labeled.map(weigh(1.0)).concatenate(unlabeled.map(weigh(0.0)))
 
 
 def cache_text_features(data, model, config, *, verbose=0):
@@ -334,7 +392,12 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     method = registry.get_method(config.method)
     model = method.from_run_config(config, info, backbone)
     if config.train.get("cache_text_features", False):
-        cache_text_features(data, model, config, verbose=verbose)
+        cached = cache_text_features(data, model, config, verbose=verbose)
+        if cached and "unlabeled_examples" in data:
+            raise ValueError(
+                "train.cache_text_features with --unlabeled-dataset is not supported; set "
+                "train.cache_text_features=false"
+            )
     # the inputs are good: now the run directory fills
     backups = ("backup",) if config.train.get("backup", True) else ()
     for sub in ("logs", "checkpoints", *backups):
@@ -342,10 +405,17 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     config.to_json(run_dir / CONFIG)
     (run_dir / MODEL).write_text(json.dumps(keras.saving.serialize_keras_object(model), indent=1))
     save_tokenizer(run_dir / TOKENIZER, backbone, tokenizer)
+    # A method whose train step XLA compiles too slowly (`xla_train_step = False`, e.g. MIRD) runs as a plain
+    # TensorFlow graph whatever `jit_compile` says.
+    jit_compile = bool(config.jit_compile) and getattr(method, "xla_train_step", True)
+    if verbose and config.jit_compile and not jit_compile:
+        print(
+            f"{method.__name__} trains without XLA (its train step compiles too slowly; see its docstring)."
+        )
     model.compile(
         optimizers=run_optimizers(method, model, config.train),
         metrics=[metrics.MSAMetrics(family=info.family)],
-        jit_compile=config.jit_compile,
+        jit_compile=jit_compile,
     )
     model.build_optimizers()
     if hasattr(model, "adapt"):
@@ -376,13 +446,22 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
     if first_epoch > 0 and verbose:
         print(f"Resuming {run_dir} from the backup after epoch {first_epoch}.")
     if first_epoch < epochs and not _stopped_early(plateau, train):
+        examples, num_examples = data["train_examples"], data["num_train"]
+        if "unlabeled_examples" in data:
+            examples = with_unlabeled(examples, data["unlabeled_examples"])
+            num_examples += data["num_unlabeled"]
+            if verbose:
+                print(
+                    f"Training on {data['num_train']} labeled and {data['num_unlabeled']} unlabeled "
+                    f"examples ({config.unlabeled_dataset}, sample weight 0)."
+                )
         stream, steps = staging.epoch_stream(
-            data["train_examples"],
+            examples,
             batch_size=int(train["batch_size"]),
             seed=int(config.seed),
             num_epochs=epochs,
             first_epoch=first_epoch,
-            num_examples=data["num_train"],
+            num_examples=num_examples,
             stage_fractions=model.stage_schedule(),
         )
         model.fit(

@@ -1,4 +1,4 @@
-"""MIRD (Qian et al.): building blocks so far — the warm-up schedule and the log-losses (eq. 18-19)."""
+"""MIRD (Qian et al.): the method (`MIRD`), its warm-up schedule and its log-losses (eq. 18-19)."""
 
 from keras_mmsa.models.mird.losses import (
     LOG_EPSILON,
@@ -6,6 +6,15 @@ from keras_mmsa.models.mird.losses import (
     masked_log_cross_entropy,
     masked_log_mse,
 )
+from keras_mmsa.models.mird.mird import MIRD, club_pairs
 from keras_mmsa.models.mird.schedule import LinearWarmup
 
-__all__ = ["LOG_EPSILON", "LinearWarmup", "log_mse", "masked_log_cross_entropy", "masked_log_mse"]
+__all__ = [
+    "LOG_EPSILON",
+    "MIRD",
+    "LinearWarmup",
+    "club_pairs",
+    "log_mse",
+    "masked_log_cross_entropy",
+    "masked_log_mse",
+]
