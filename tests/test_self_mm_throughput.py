@@ -169,7 +169,12 @@ def test_torch_side_imports_nothing_of_keras_mmsa(script):
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     names -= {"torch_common", "benchmarks.torch_common"}
-    assert not {n.split(".")[0] for n in names} & {"keras_mmsa", "keras", "tensorflow", "benchmarks"}
+    assert not {n.split(".")[0] for n in names} & {
+        "keras_mmsa",
+        "keras",
+        "tensorflow",
+        "benchmarks",
+    }
 
 
 @pytest.mark.large
