@@ -31,6 +31,10 @@ host array when the batch arrives) and selects one jitted step per set of active
 and no masking of the logs of the stages that did not run, which the TensorFlow trainer needs inside its
 `tf.switch_case`) and compiles no more: each branch is compiled once either way.
 
+Costs: reading the stage id is one tiny device-to-host copy per stage-id batch, and, as on TensorFlow, the
+"seen this epoch" flags of the logs are read on the host after each step (`trainer._drop_unseen`). Finding
+the variables without a gradient traces each stage's objective once more (at compile time only).
+
 Not supported here: distribution (a `keras.distribution` layout; `gather` is the identity, one device) and
 gradient accumulation / EMA of the optimizers across groups (Keras' `finalize_variable_values`).
 """
@@ -281,8 +285,8 @@ class JaxStageTrainer:
                 (objective, final_logs), vals = self._jx_losses(final, features, x, y, sw, vals)
                 return objective, (aux_logs, final_logs, features, vals)
 
-            objective, (aux_logs, final_logs, features, values), wrt, grads = self._jx_differentiate(
-                final, ("final", final.name, with_aux), fn, values
+            objective, (aux_logs, final_logs, features, values), wrt, grads = (
+                self._jx_differentiate(final, ("final", final.name, with_aux), fn, values)
             )
             logs.update(aux_logs)
             values = self._jx_apply(final, wrt, grads, values)
