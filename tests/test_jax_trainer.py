@@ -8,6 +8,8 @@ Keras fixes its backend at import, so the JAX side runs in subprocesses with KER
   stage-id batches);
 - weights trained on JAX load into the TensorFlow model (`save_weights` / `load_weights`) and predict the same,
   so the export path (SavedModel, TensorFlow) serves a JAX-trained model;
+- the packed LSTM of `SequenceEncoder` (made for TensorFlow/XLA) gives the Keras LSTM's values and gradients
+  under JAX (`test_sequence_layers.py` checks it with TensorFlow tapes);
 - (large) the tiny learning checks of `test_backend_learning.py` on JAX.
 
 Skipped when jax is not importable.
@@ -118,6 +120,11 @@ def test_weights_trained_on_jax_load_into_the_tensorflow_model(tmp_path):
         **{k: tf.constant(v) for k, v in x.items()}
     )["sentiment"]
     np.testing.assert_allclose(served.numpy(), on_jax, atol=1e-4)
+
+
+def test_packed_lstm_matches_the_keras_lstm_on_jax():
+    out = run_on_jax([str(TESTS / "backend_worker.py"), "packed"])
+    assert "matches the reference" in out
 
 
 @pytest.mark.large
