@@ -3,7 +3,7 @@
 Every method in keras_mmsa is "a list of stages, each a loss, a group of variables and an optimizer, repeated k
 times per batch" (MMIM: likelihood of q, then the main loss; MDM: the statistic network x10, then the model;
 MIRD: the CLUB networks x5, then the model). A method declares its stages and computes its losses with
-`keras.ops` only; the loop that applies them lives in a backend trainer (`tensorflow_trainer.py`; chosen by
+`keras.ops` only; the loop that applies them lives in a backend trainer (`tensorflow_trainer.py`, `jax_trainer.py`; chosen by
 `trainer.stage_trainer_class()` from the Keras backend, as Keras picks its own trainer), so a trainer for another
 backend can be added without touching any method.
 
@@ -251,7 +251,9 @@ class MultiStageModel(StageTrainer, keras.Model):
         return super().fit(x, y, *args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation / prediction
-    def test_step(self, data):
+    # The backend trainers' `test_step`/`predict_step` call these (stateful keras.ops code; the JAX trainer runs
+    # it inside a StatelessScope).
+    def stage_test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = strip_stage(x)
         y_pred = self(x, training=False)
@@ -271,7 +273,7 @@ class MultiStageModel(StageTrainer, keras.Model):
             out.update(res if isinstance(res, dict) else {metric.name: res})
         return out
 
-    def predict_step(self, data):
+    def stage_predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         return self(strip_stage(x), training=False)
 

@@ -16,10 +16,8 @@ import keras
 import tensorflow as tf
 
 from keras_mmsa.engine.stage import STAGE_KEY
+from keras_mmsa.engine.trainer import _SEEN, _drop_unseen
 from keras_mmsa.engine.xla_dropout import install_xla_dropout
-
-# Prefix of the per-tracker "updated this epoch" flags that `train_step` returns and the train function strips.
-_SEEN = "_seen/"
 
 
 class TensorFlowStageTrainer:
@@ -176,6 +174,12 @@ class TensorFlowStageTrainer:
             out[f"lr_{g}"] = tf.cast(tf.convert_to_tensor(opt.learning_rate), tf.float32)
         return out
 
+    def test_step(self, data):
+        return self.stage_test_step(data)
+
+    def predict_step(self, data):
+        return self.stage_predict_step(data)
+
     def make_train_function(self, force=False):
         """Keras' train function, whose logs leave out the losses no batch of this epoch has computed yet.
 
@@ -194,11 +198,3 @@ class TensorFlowStageTrainer:
         train_function._drops_unseen_logs = True
         self.train_function = train_function
         return train_function
-
-
-def _drop_unseen(logs):
-    """Removes the `_SEEN` flags from a train step's logs, and the losses whose flag is 0."""
-    if not isinstance(logs, dict):
-        return logs
-    unseen = {k[len(_SEEN) :] for k, v in logs.items() if k.startswith(_SEEN) and not float(v)}
-    return {k: v for k, v in logs.items() if not k.startswith(_SEEN) and k not in unseen}

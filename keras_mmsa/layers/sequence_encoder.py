@@ -1,5 +1,7 @@
 """LSTM encoder over zero-padded sequences with their true lengths, with a packed recurrence for speed."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -332,6 +334,9 @@ def _switch(index, branches):
 def _budget(batch, fraction):
     if fraction >= 1:
         return batch
+    if keras.backend.backend() == "jax":
+        # JAX shapes are static Python ints, and a row count must be one (it sizes arrays inside the branch)
+        return int(math.ceil(batch * fraction))
     return ops.cast(ops.ceil(ops.cast(batch, "float32") * fraction), "int32")
 
 
