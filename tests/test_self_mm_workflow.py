@@ -128,6 +128,7 @@ def test_train_script_with_no_option_reports_generated_labels_and_exports(
     assert metrics["unimodal_heads"]["text"]["corr"] > 0.5
 
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the serve_text signature's tokenizer ops)
 
     served = tf.saved_model.load(str(run_dir / "export"))
     for signature in served.signatures.values():
