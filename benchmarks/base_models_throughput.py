@@ -31,7 +31,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -171,21 +170,15 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
     }
 
 
-def _subprocess(cmd, out, what, env=None, timeout=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if proc.returncode != 0 or not pathlib.Path(out).exists():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(pathlib.Path(out).read_text())
-
-
 def run_case_isolated(case, warmup, repeats, seed=0, timeout=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         spec = json.dumps([dataclasses.asdict(case), warmup, repeats, seed])
         cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", spec, out]
-        return _subprocess(cmd, out, f"case {case.label!r}", env=env, timeout=timeout)
+        return common.run_json_subprocess(
+            cmd, out, f"case {case.label!r}", env=env, timeout=timeout
+        )
 
 
 def run_torch(case, torch_python, warmup, repeats, seed=0, threads=0, timeout=1800):
@@ -222,7 +215,9 @@ def run_torch(case, torch_python, warmup, repeats, seed=0, threads=0, timeout=18
             out,
         ]
         env = dict(os.environ, TQDM_DISABLE="1")
-        return _subprocess(cmd, out, f"PyTorch {case.model}", env=env, timeout=timeout)
+        return common.run_json_subprocess(
+            cmd, out, f"PyTorch {case.model}", env=env, timeout=timeout
+        )
 
 
 def default_cases(batch_size=32, models=tuple(MODELS)):

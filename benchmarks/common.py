@@ -53,6 +53,19 @@ def time_iterations(iteration, *, warmup, repeats, log=None, label=""):
     return logs, first, walls, cpus
 
 
+def run_json_subprocess(cmd, out_path, what, env=None, timeout=None):
+    """Runs `cmd` (a worker that writes its result as JSON to `out_path`) and returns that result; a
+    RuntimeError naming `what` with the last 25 lines of stderr when it fails or writes nothing."""
+    import json
+    import subprocess
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0 or not pathlib.Path(out_path).exists():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(pathlib.Path(out_path).read_text())
+
+
 def command_line(script, argv):
     """The command as results files record it: `python benchmarks/<script> <argv>` without --debug."""
     import shlex

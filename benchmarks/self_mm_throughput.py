@@ -249,14 +249,6 @@ def _worker(argv):
     pathlib.Path(argv[2]).write_text(json.dumps(measure_case(case, settings)))
 
 
-def _run_subprocess(cmd, out_path, what, env=None, timeout=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if proc.returncode != 0 or not pathlib.Path(out_path).exists():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(pathlib.Path(out_path).read_text())
-
-
 def run_case_isolated(case, settings=Settings(), timeout=None):
     """The Keras side of `case` in a fresh Python process (its own peak RSS)."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
@@ -271,7 +263,9 @@ def run_case_isolated(case, settings=Settings(), timeout=None):
             json.dumps(settings.to_dict()),
             out,
         ]
-        return _run_subprocess(cmd, out, f"Keras SelfMM {case.label!r}", env=env, timeout=timeout)
+        return common.run_json_subprocess(
+            cmd, out, f"Keras SelfMM {case.label!r}", env=env, timeout=timeout
+        )
 
 
 def run_torch(
@@ -314,7 +308,7 @@ def run_torch(
             out,
         ]
         env = dict(os.environ, TQDM_DISABLE="1")
-        return _run_subprocess(
+        return common.run_json_subprocess(
             cmd, out, f"PyTorch Self-MM ({backbone} B={batch_size})", env=env, timeout=timeout
         )
 

@@ -313,14 +313,6 @@ def _worker(argv=None):
     pathlib.Path(argv[2]).write_text(json.dumps(result))
 
 
-def _run_subprocess(cmd, out_path, what, env=None, timeout=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if proc.returncode != 0 or not pathlib.Path(out_path).exists():
-        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(pathlib.Path(out_path).read_text())
-
-
 def run_case_isolated(case, settings=Settings(), python=None, timeout=None):
     """Measures `case` in a fresh Python process (so that its peak RSS is its own); returns the result dict."""
     env = dict(os.environ)
@@ -336,7 +328,9 @@ def run_case_isolated(case, settings=Settings(), python=None, timeout=None):
             json.dumps(settings.to_dict()),
             out,
         ]
-        return _run_subprocess(cmd, out, f"benchmark case {case.label!r}", env=env, timeout=timeout)
+        return common.run_json_subprocess(
+            cmd, out, f"benchmark case {case.label!r}", env=env, timeout=timeout
+        )
 
 
 def run_torch_reference(
@@ -382,7 +376,7 @@ def run_torch_reference(
             out,
         ]
         env = dict(os.environ, TQDM_DISABLE="1")
-        return _run_subprocess(
+        return common.run_json_subprocess(
             cmd, out, f"PyTorch reference ({backbone})", env=env, timeout=timeout
         )
 
