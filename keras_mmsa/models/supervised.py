@@ -56,16 +56,5 @@ class Supervised(BackboneMethod):
     # ------------------------------------------------------------------ serialization
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
-                "clipnorm": self.clipnorm,
-            }
-        )
+        config["clipnorm"] = self.clipnorm
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

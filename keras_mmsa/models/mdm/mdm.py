@@ -445,7 +445,6 @@ class MDM(BackboneMethod):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "penalty": self.penalty,
                 "lam": self.lam,
                 "unroll": self.unroll,
@@ -463,12 +462,6 @@ class MDM(BackboneMethod):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def base_model_names():

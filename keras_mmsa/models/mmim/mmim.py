@@ -442,7 +442,6 @@ class MMIM(BackboneMethod):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "alpha": self.alpha,
                 "beta": self.beta,
                 "mem_size": self.mem_size,
@@ -462,12 +461,6 @@ class MMIM(BackboneMethod):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def _standard_dims(name):

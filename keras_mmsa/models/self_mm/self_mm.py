@@ -439,7 +439,6 @@ class SelfMM(BackboneMethod):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_train_examples": self.num_train_examples,
                 "tasks": list(self.tasks),
                 **{f"post_{m}_dim": self.post_dims[m] for m in MODALITIES},
@@ -451,12 +450,6 @@ class SelfMM(BackboneMethod):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def _mae_corr(pred, true):
