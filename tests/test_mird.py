@@ -369,3 +369,29 @@ def test_train_script_mixes_an_unlabeled_dataset(tmp_path):
     assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["test"]["mae"])
     assert "Training on 600 labeled and 600 unlabeled examples" in out.stdout
     assert "38/38" in out.stdout, out.stdout[-2000:]
+
+
+def test_standardize_fits_on_train_batches_and_feeds_every_reader(tokenizer):
+    """`standardize=["audio"]`: `adapt` fits the statistics, then WSA, the encoder, X̄^A and the audio
+    reconstruction target all read the standardised frames (padding stays 0); the setting round-trips."""
+    x, y = spec_batch(tokenizer)
+    x = dict(x, audio=np.asarray(x["audio"]) * 50.0 + 190.0)  # an F0-like scale
+    lengths = np.asarray(x["audio_lengths"])
+    model = tiny_mird(compile=False, standardize=["audio"])
+    with pytest.raises(ValueError, match="standardize"):
+        tiny_mird(compile=False, standardize=["text"])
+    before = np.array(model.compute_features(x)["x"]["audio"])
+    model.adapt([(x, y)])
+    features = model.compute_features(x)
+    frames = np.array(features["inputs"]["audio"])
+    valid = np.arange(frames.shape[1])[None, :] < lengths[:, None]
+    np.testing.assert_allclose(frames[valid].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(frames[valid].std(0), 1.0, atol=1e-3)
+    assert np.all(frames[~valid] == 0.0)
+    summary = np.array(features["x"]["audio"])
+    assert np.abs(summary).max() < 5 < np.abs(before).max()  # X̄^A reads the standardised frames
+    recon = model.reconstruction_losses(features, features["inputs"])["audio"]
+    raw = model.reconstruction_losses(features, x)["audio"]
+    assert float(recon) < float(raw)  # the target is the standardised sequence, not the raw one
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert clone.standardize == ["audio"]

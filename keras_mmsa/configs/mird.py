@@ -47,6 +47,7 @@ _MODEL = dict(
     use_input_club=True,
     use_reconstruction=True,
     text_reconstruction="tokens",
+    standardize=[],  # e.g. ["audio"] for mosi_sdk's raw per-clip COVAREP vector (see MIRD)
 )
 
 _TRAIN = dict(

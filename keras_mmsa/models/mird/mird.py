@@ -12,6 +12,7 @@ from keras_mmsa.configs import mird as mird_configs
 from keras_mmsa.data.spec import AUDIO_KEYS, TEXT_KEYS, VISION_KEYS
 from keras_mmsa.engine import MultiStageModel, Stage
 from keras_mmsa.estimators import CLUB
+from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.sequence_decoder import SequenceDecoder
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.wsa_text_encoder import WSATextEncoder
@@ -22,6 +23,7 @@ from keras_mmsa.models.mird.losses import (
     masked_log_mse,
 )
 from keras_mmsa.models.mird.schedule import LinearWarmup
+from keras_mmsa.models.bert_lstm_mlp.bert_lstm_mlp import _modality_frames
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
     build_shapes,
@@ -120,6 +122,12 @@ class MIRD(MultiStageModel):
     `xla_train_step = False`): the XLA compile of its train step took over 15 minutes on the sample (measured),
     the plain TensorFlow graph traces in about a minute.
 
+    Input standardisation (`standardize`, off by default, not in the paper; as `BertLSTMMLP`'s): the listed
+    modalities' frames pass through a `FeatureStandardizer` fitted on the training split by `adapt` (the
+    workflow calls it before the first epoch) before anything reads them: WSA's injection, the encoders, the
+    X̄^m summaries and the reconstruction targets. Meant for `mosi_sdk`'s per-clip COVAREP vector (F0 in Hz
+    beside unit-scale features), whose raw scale would otherwise dominate eq. 19's audio MSE.
+
     Logs: model stage `task` (L_reg), `recon` and `recon_<m>` (the log-losses), `mim` (L_mim) and the nine
     `club_<cond>_<target>` estimates; club stage `club_loss` (eq. 22, the summed NLL). The engine reports each
     per step and epoch to TensorBoard.
@@ -144,6 +152,7 @@ class MIRD(MultiStageModel):
         text_reconstruction: "tokens" or "embedding".
         log_epsilon: ε of the log-losses.
         clipnorm: global-norm clipping of the model stage (None: none, as the paper).
+        standardize: modalities among ("audio", "vision") whose frames are standardised (see above).
         **kwargs: `keras.Model` arguments.
 
     Example:
@@ -195,6 +204,7 @@ class MIRD(MultiStageModel):
         text_reconstruction="tokens",
         log_epsilon=LOG_EPSILON,
         clipnorm=None,
+        standardize=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -240,6 +250,18 @@ class MIRD(MultiStageModel):
         self.text_reconstruction = text_reconstruction
         self.log_epsilon = float(log_epsilon)
         self.clipnorm = clipnorm
+        if isinstance(standardize, str):
+            standardize = [standardize]
+        standardize = list(standardize or ())
+        bad = [m for m in standardize if m not in nonverbal]
+        if bad:
+            raise ValueError(
+                f"MIRD: standardize takes used modalities among {tuple(nonverbal)}; got {bad}"
+            )
+        self.standardize = standardize
+        self.standardizers = {
+            m: FeatureStandardizer(name=f"{m}_standardizer") for m in standardize
+        }
         # the number of optimizer steps of the run, for the warm-up schedule (set by `from_run_config`)
         self.total_steps = None
 
@@ -322,8 +344,28 @@ class MIRD(MultiStageModel):
         self.built = True
 
     # ------------------------------------------------------------------ forward pass
+    def adapt(self, dataset):
+        """Fits the input standardisers (`standardize`) on batches `(inputs, label)` of the training split."""
+        if not self.standardizers:
+            return
+        if not self.built:
+            raise ValueError("MIRD.adapt: build the model first")
+        for m, layer in self.standardizers.items():
+            layer.adapt(_modality_frames(dataset, m))
+
+    def model_inputs(self, x):
+        """The inputs as the model reads them: `x` with the `standardize` modalities' frames standardised."""
+        if not self.standardizers:
+            return x
+        x = dict(x)
+        for m, layer in self.standardizers.items():
+            x[m] = layer(x[m], x[f"{m}_lengths"])
+        return x
+
     def compute_features(self, x, training=False):
-        """`{"z": {m: z^m, "shared": z^S}, "x": {m: X̄^m}, "text_embeddings", "prediction"}`."""
+        """`{"z": {m: z^m, "shared": z^S}, "x": {m: X̄^m}, "text_embeddings", "prediction", "inputs"}`
+        (`inputs`: `model_inputs(x)`, what the reconstruction targets)."""
+        x = self.model_inputs(x)
         states = self.text_encoder.states(x, training=training)
         mask = states["padding_mask"]
         tokens = ops.sum(ops.cast(mask, "int32"), axis=1)
@@ -351,6 +393,7 @@ class MIRD(MultiStageModel):
             "x": summaries,
             "text_embeddings": embeddings,
             "prediction": prediction,
+            "inputs": x,
         }
 
     def call(self, x, training=False):
@@ -454,7 +497,7 @@ class MIRD(MultiStageModel):
         logs = {"task": task}
         loss = task
         if self.use_reconstruction:
-            recon = self.reconstruction_losses(features, x)
+            recon = self.reconstruction_losses(features, features["inputs"])
             total = sum(recon.values())
             logs["recon"] = total
             logs.update({f"recon_{m}": v for m, v in recon.items()})
@@ -574,6 +617,7 @@ class MIRD(MultiStageModel):
                 "text_reconstruction": self.text_reconstruction,
                 "log_epsilon": self.log_epsilon,
                 "clipnorm": self.clipnorm,
+                "standardize": list(self.standardize),
             }
         )
         return config
