@@ -16,6 +16,7 @@ from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
 from keras_mmsa.layers.sequence_decoder import SequenceDecoder
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.wsa_text_encoder import WSATextEncoder
+from keras_mmsa.models.bert_lstm_mlp.bert_lstm_mlp import _modality_frames
 from keras_mmsa.models.mird.losses import (
     LOG_EPSILON,
     log_mse,
@@ -23,7 +24,6 @@ from keras_mmsa.models.mird.losses import (
     masked_log_mse,
 )
 from keras_mmsa.models.mird.schedule import LinearWarmup
-from keras_mmsa.models.bert_lstm_mlp.bert_lstm_mlp import _modality_frames
 from keras_mmsa.models.multimodal_backbone import (
     MultimodalBackbone,
     build_shapes,
@@ -259,9 +259,7 @@ class MIRD(MultiStageModel):
                 f"MIRD: standardize takes used modalities among {tuple(nonverbal)}; got {bad}"
             )
         self.standardize = standardize
-        self.standardizers = {
-            m: FeatureStandardizer(name=f"{m}_standardizer") for m in standardize
-        }
+        self.standardizers = {m: FeatureStandardizer(name=f"{m}_standardizer") for m in standardize}
         # the number of optimizer steps of the run, for the warm-up schedule (set by `from_run_config`)
         self.total_steps = None
 
