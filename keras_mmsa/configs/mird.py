@@ -64,6 +64,7 @@ _TRAIN = dict(
     lr_factor=0.5,
     log_every=10,  # TensorBoard per-step curves: one point every `log_every` steps
     backup=True,
+    club_probe=False,  # `keras_mmsa.models.mird.probe.CLUBProbe` after every epoch (probe_* logs)
 )
 
 PRESETS = {

@@ -474,6 +474,12 @@ def _train_and_evaluate(config, run_dir, verbose, export, callbacks):
             callbacks=[
                 plateau,
                 cbs.NaNGuard(run_dir / "backup" if backup else None),
+                # a method's own per-epoch measurements, before TensorBoard so that they are written
+                *(
+                    model.training_callbacks(data, train)
+                    if hasattr(model, "training_callbacks")
+                    else ()
+                ),
                 cbs.EpochTensorBoard(
                     log_dir=str(run_dir / "logs"), update_freq=int(train["log_every"])
                 ),

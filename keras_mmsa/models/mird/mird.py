@@ -351,6 +351,15 @@ class MIRD(MultiStageModel):
         for m, layer in self.standardizers.items():
             layer.adapt(_modality_frames(dataset, m))
 
+    def training_callbacks(self, data, train):
+        """The workflow's hook: `CLUBProbe` (fitted on the training split, scored on the validation split)
+        when `train.club_probe` is true (`keras_mmsa.models.mird.probe`)."""
+        if not train.get("club_probe"):
+            return []
+        from keras_mmsa.models.mird.probe import CLUBProbe
+
+        return [CLUBProbe(data["train_examples"].batch(256), data["validation"])]
+
     def model_inputs(self, x):
         """The inputs as the model reads them: `x` with the `standardize` modalities' frames standardised."""
         if not self.standardizers:

@@ -1,0 +1,218 @@
+"""How much the representations of a MIRD model share, measured by CLUB networks fitted afresh (a probe).
+
+The estimates MIRD logs during training (`club_<condition>_<target>`) come from the CLUB networks it trains
+against: they start near 0 because an untrained q(y|x) sees no dependence, rise while q learns, and then move
+with both the encoders and q. They mix what the representations share with how well q has caught up. The probe
+separates the two: after an epoch it takes the representations of the current weights (inference mode), fits a
+new q per pair (same architecture as the model's: `CLUB(latent_dim, club_hidden, logvar_bound)`) on the
+training split, and evaluates eq. 12/14's CLUB estimate on the validation split, so every epoch is measured by
+an equally trained q that never saw the examples it scores. It probes all nine pairs whatever the model's
+flags, so a run without CLUB (`use_club=False`) is measured the same way as one with it.
+
+`probe_club(model, fit_batches, eval_batches)` returns `{pair: estimate}`; `CLUBProbe` is the callback that the
+workflow adds when `train.club_probe` is true and logs `probe_<pair>` (TensorBoard: `epoch_probe_<pair>`) and
+`probe_sum`. The probe draws nothing from Keras' global random state (its initial weights and batch order come
+from its own numpy generator), so turning it on does not change the training run it watches.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_mmsa.estimators import CLUB
+
+
+def club_pairs_all(model):
+    """The nine (fewer with fewer modalities) pairs of eq. 20, whatever `use_club`/`use_input_club`."""
+    from keras_mmsa.models.mird.mird import club_pairs
+
+    return club_pairs(model.modalities, use_input_club=True)
+
+
+def representations(model, batches, max_examples=None, batch_size=256):
+    """`{("z", m) | ("x", m): array [N, d]}`: every CLUB argument of `model` over `batches` (inference mode).
+
+    `batches`: a `tf.data.Dataset` of `(inputs, label[, weight])` or of inputs dicts; its first
+    `max_examples` examples are read, re-batched by `batch_size`, through a compiled `predict` (the eager
+    forward pass of MIRD's packed LSTMs is ~30x slower)."""
+    import tensorflow as tf
+
+    keys = sorted({key for _, cond, target in club_pairs_all(model) for key in (cond, target)})
+    wanted = model.input_keys()
+
+    def select(*batch):
+        x = batch[0] if len(batch) > 1 or isinstance(batch[0], (tuple, list)) else batch[0]
+        if isinstance(x, (tuple, list)):
+            x = x[0]
+        return {k: x[k] for k in wanted}
+
+    ds = batches.map(select).unbatch()
+    if max_examples is not None:
+        ds = ds.take(int(max_examples))
+    ds = ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+    out = _reader(model, keys).predict(ds, verbose=0)
+    return {key: np.asarray(out[_key(key)], "float32") for key in keys}
+
+
+def _reader(model, keys):
+    """A `keras.Model` whose `predict` returns the representations `keys` of `model` (cached on it)."""
+    cache = model.__dict__.setdefault("_probe_readers", {})
+    if tuple(keys) not in cache:
+        cache[tuple(keys)] = _Representations(model, keys)
+    return cache[tuple(keys)]
+
+
+class _Representations(keras.Model):
+    def __init__(self, model, keys, **kwargs):
+        super().__init__(name="club_probe_reader", **kwargs)
+        self.source = model
+        self.keys = list(keys)
+        self.compile(
+            jit_compile=False
+        )  # the forward pass traces in seconds; its XLA compile is slow
+        self.built = True
+
+    def call(self, x):
+        features = self.source.compute_features(x, training=False)
+        return {_key(k): features[k[0]][k[1]] for k in self.keys}
+
+
+class _Probe(keras.Model):
+    """One CLUB network per pair, fitted jointly (their parameters are disjoint: the summed NLL's gradient
+    fits each on its own)."""
+
+    def __init__(self, pairs, dims, hidden_dim, logvar_bound, **kwargs):
+        super().__init__(**kwargs)
+        self.pairs = pairs
+        self.clubs = {
+            name: CLUB(dims[target], hidden_dim, logvar_bound=logvar_bound, name=name)
+            for name, _, target in pairs
+        }
+        for name, cond, _ in pairs:
+            self.clubs[name].build((None, dims[cond]))
+
+    def call(self, inputs):
+        return {name: inputs[_key(cond)] for name, cond, _ in self.pairs}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return sum(
+            self.clubs[name].learning_loss(x[_key(cond)], x[_key(target)])
+            for name, cond, target in self.pairs
+        )
+
+    def estimates(self, arrays):
+        return {
+            name: float(ops.convert_to_numpy(self.clubs[name](arrays[cond], arrays[target])))
+            for name, cond, target in self.pairs
+        }
+
+
+def _key(key):
+    return f"{key[0]}_{key[1]}"
+
+
+def _glorot(rng, shape):
+    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+    return rng.uniform(-limit, limit, size=shape).astype("float32")
+
+
+def probe_club(
+    model,
+    fit_batches,
+    eval_batches,
+    *,
+    steps=500,
+    batch_size=64,
+    learning_rate=1e-3,
+    max_examples=1024,
+    seed=0,
+):
+    """`{pair: CLUB estimate}`: fresh CLUB networks fitted on `fit_batches`' representations, evaluated on
+    `eval_batches`' (see the module docstring).
+
+    Args:
+        model: a built `MIRD`.
+        fit_batches, eval_batches: `tf.data` batches `(inputs, label)` (e.g. the training and validation split).
+        steps, batch_size, learning_rate, seed: `fit_and_estimate`'s.
+        max_examples: rows kept of each source.
+    """
+    return fit_and_estimate(
+        club_pairs_all(model),
+        representations(model, fit_batches, max_examples),
+        representations(model, eval_batches, max_examples),
+        hidden_dim=int(model.club_hidden),
+        logvar_bound=model.club_logvar_bound,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+
+
+def fit_and_estimate(
+    pairs,
+    fit,
+    held_out,
+    *,
+    hidden_dim,
+    logvar_bound,
+    steps=500,
+    batch_size=64,
+    learning_rate=1e-3,
+    seed=0,
+):
+    """Fits one new `CLUB(target dim, hidden_dim, logvar_bound)` per `(name, condition, target)` of `pairs`
+    on the arrays `fit[condition]`, `fit[target]` (`steps` Adam steps of `batch_size` rows, epochs over
+    fresh permutations), and returns `{name: its CLUB estimate on held_out}`.
+
+    Everything random (initial weights: Glorot-uniform kernels, zero biases; batch order) comes from
+    `numpy.random.default_rng(seed)`."""
+    dims = {key: v.shape[-1] for key, v in fit.items()}
+    probe = _Probe(pairs, dims, int(hidden_dim), logvar_bound, name="club_probe")
+    rng = np.random.default_rng(seed)
+    probe.set_weights(
+        [
+            _glorot(rng, w.shape) if len(w.shape) == 2 else np.zeros(w.shape, "float32")
+            for w in probe.get_weights()
+        ]
+    )
+    n = len(next(iter(fit.values())))
+    batch_size = min(int(batch_size), n)
+    per_epoch = n // batch_size
+    epochs = -(-int(steps) // per_epoch)
+    order = np.concatenate([rng.permutation(n)[: per_epoch * batch_size] for _ in range(epochs)])
+    order = order[: int(steps) * batch_size]
+    # no XLA: the step is a few small matmuls; compiling it costs more than the whole fit
+    probe.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
+    probe.fit(
+        {_key(k): np.asarray(v, "float32")[order] for k, v in fit.items()},
+        batch_size=batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
+    held_out = {k: np.asarray(v, "float32") for k, v in held_out.items()}
+    return probe.estimates(held_out)
+
+
+class CLUBProbe(keras.callbacks.Callback):
+    """After every `every`-th epoch, logs `probe_<pair>` (`probe_club` of the current weights, fitted on
+    `fit_data`, evaluated on `eval_data`) and their sum `probe_sum` into the epoch's logs.
+
+    Place it before the TensorBoard callback so that the values are written (`epoch_probe_*` tags)."""
+
+    def __init__(self, fit_data, eval_data, every=1, **probe_kwargs):
+        super().__init__()
+        self.fit_data = fit_data
+        self.eval_data = eval_data
+        self.every = int(every)
+        self.probe_kwargs = probe_kwargs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or (epoch + 1) % self.every:
+            return
+        values = probe_club(self.model, self.fit_data, self.eval_data, **self.probe_kwargs)
+        logs.update({f"probe_{name}": v for name, v in values.items()})
+        logs["probe_sum"] = float(sum(values.values()))
