@@ -419,3 +419,24 @@ def test_club_probe_recovers_the_closed_form_club_value():
     )
     assert abs(est["dep"] - d / sigma2) < 0.35, est
     assert abs(est["indep"]) < 0.15, est
+
+
+def test_club_probe_callback_logs_every_pair_without_touching_the_global_rng(tokenizer):
+    """`training_callbacks` gives the probe only when `train.club_probe` is set; the probe logs all nine
+    pairs (also for a model without CLUB networks) and their sum, and leaves Keras' global seed alone."""
+    x, y = spec_batch(tokenizer)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    model = tiny_mird(use_club=False)  # compiled to run eagerly: so is the probe's reader
+    data = {"train_examples": ds.unbatch(), "validation": ds}
+    assert model.training_callbacks(data, {"club_probe": False}) == []
+    (probe,) = model.training_callbacks(data, {"club_probe": True})
+    probe.probe_kwargs.update(steps=20)
+    probe.set_model(model)
+    from keras.src.random.seed_generator import global_seed_generator  # no public accessor
+
+    state = np.array(global_seed_generator().state)
+    logs = {}
+    probe.on_epoch_end(0, logs)
+    assert {k[len("probe_") :] for k in logs} == CLUB_NAMES | {"sum"}
+    assert all(np.isfinite(v) for v in logs.values())
+    np.testing.assert_array_equal(np.array(global_seed_generator().state), state)
