@@ -421,7 +421,7 @@ def test_club_probe_recovers_the_closed_form_club_value():
     assert abs(est["indep"]) < 0.15, est
 
 
-def test_club_probe_callback_logs_every_pair_without_touching_the_global_rng(tokenizer):
+def test_club_probe_callback_logs_every_pair_without_touching_the_global_rng(tokenizer, tmp_path):
     """`training_callbacks` gives the probe only when `train.club_probe` is set; the probe logs all nine
     pairs (also for a model without CLUB networks) and their sum, and leaves Keras' global seed alone."""
     x, y = spec_batch(tokenizer)
@@ -440,3 +440,7 @@ def test_club_probe_callback_logs_every_pair_without_touching_the_global_rng(tok
     assert {k[len("probe_") :] for k in logs} == CLUB_NAMES | {"sum"}
     assert all(np.isfinite(v) for v in logs.values())
     np.testing.assert_array_equal(np.array(global_seed_generator().state), state)
+    # the probe holds nothing the model's weights reach: saving and loading stay as before
+    model.save_weights(tmp_path / "after_probe.weights.h5")
+    model.load_weights(tmp_path / "after_probe.weights.h5")
+    assert len(model.weights) == len(tiny_mird(compile=False, use_club=False).weights)

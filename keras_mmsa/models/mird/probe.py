@@ -17,6 +17,8 @@ from its own numpy generator), so turning it on does not change the training run
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -31,7 +33,7 @@ def club_pairs_all(model):
     return club_pairs(model.modalities, use_input_club=True)
 
 
-def representations(model, batches, max_examples=None, batch_size=256):
+def representations(model, batches, max_examples=None, batch_size=256, reader=None):
     """`{("z", m) | ("x", m): array [N, d]}`: every CLUB argument of `model` over `batches` (inference mode).
 
     `batches`: a `tf.data.Dataset` of `(inputs, label[, weight])` or of inputs dicts; its first
@@ -39,7 +41,7 @@ def representations(model, batches, max_examples=None, batch_size=256):
     forward pass of MIRD's packed LSTMs is ~30x slower)."""
     import tensorflow as tf
 
-    keys = sorted({key for _, cond, target in club_pairs_all(model) for key in (cond, target)})
+    keys = _keys(model)
     wanted = model.input_keys()
 
     def select(*batch):
@@ -52,29 +54,34 @@ def representations(model, batches, max_examples=None, batch_size=256):
     if max_examples is not None:
         ds = ds.take(int(max_examples))
     ds = ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
-    out = _reader(model, keys).predict(ds, verbose=0)
+    reader = reader if reader is not None else representation_reader(model)
+    out = reader.predict(ds, verbose=0)
     return {key: np.asarray(out[_key(key)], "float32") for key in keys}
 
 
-def _reader(model, keys):
-    """A `keras.Model` whose `predict` returns the representations `keys` of `model` (cached on it)."""
-    cache = model.__dict__.setdefault("_probe_readers", {})
-    if tuple(keys) not in cache:
-        cache[tuple(keys)] = _Representations(model, keys)
-    return cache[tuple(keys)]
+def _keys(model):
+    return sorted({key for _, cond, target in club_pairs_all(model) for key in (cond, target)})
+
+
+def representation_reader(model):
+    """A `keras.Model` whose `predict` gives every CLUB argument of `model` (for `representations`)."""
+    return _Representations(model, _keys(model))
 
 
 class _Representations(keras.Model):
-    def __init__(self, model, keys, **kwargs):
+    """A `keras.Model` whose `predict` returns the representations `keys` of `source`. It holds `source` by
+    weak reference: a tracked one would make it a sub-layer, and the model's weights a cycle for saving."""
+
+    def __init__(self, source, keys, **kwargs):
         super().__init__(name="club_probe_reader", **kwargs)
-        self.source = model
+        self._source = weakref.ref(source)
         self.keys = list(keys)
         # no XLA (the forward pass traces in a minute, its XLA compile is slower); eager when the model is
-        self.compile(jit_compile=False, run_eagerly=bool(getattr(model, "run_eagerly", False)))
+        self.compile(jit_compile=False, run_eagerly=bool(getattr(source, "run_eagerly", False)))
         self.built = True
 
     def call(self, x):
-        features = self.source.compute_features(x, training=False)
+        features = self._source().compute_features(x, training=False)
         return {_key(k): features[k[0]][k[1]] for k in self.keys}
 
 
@@ -127,6 +134,7 @@ def probe_club(
     learning_rate=1e-3,
     max_examples=1024,
     seed=0,
+    reader=None,
 ):
     """`{pair: CLUB estimate}`: fresh CLUB networks fitted on `fit_batches`' representations, evaluated on
     `eval_batches`' (see the module docstring).
@@ -136,11 +144,13 @@ def probe_club(
         fit_batches, eval_batches: `tf.data` batches `(inputs, label)` (e.g. the training and validation split).
         steps, batch_size, learning_rate, seed: `fit_and_estimate`'s.
         max_examples: rows kept of each source.
+        reader: `representation_reader(model)` to reuse (its traced `predict`); None: a new one.
     """
+    reader = reader if reader is not None else representation_reader(model)
     return fit_and_estimate(
         club_pairs_all(model),
-        representations(model, fit_batches, max_examples),
-        representations(model, eval_batches, max_examples),
+        representations(model, fit_batches, max_examples, reader=reader),
+        representations(model, eval_batches, max_examples, reader=reader),
         hidden_dim=int(model.club_hidden),
         logvar_bound=model.club_logvar_bound,
         steps=steps,
@@ -230,6 +240,10 @@ class CLUBProbe(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:
             return
-        values = probe_club(self.model, self.fit_data, self.eval_data, **self.probe_kwargs)
+        if getattr(self, "_reader", None) is None:
+            self._reader = representation_reader(self.model)  # traced once per run
+        values = probe_club(
+            self.model, self.fit_data, self.eval_data, reader=self._reader, **self.probe_kwargs
+        )
         logs.update({f"probe_{name}": v for name, v in values.items()})
         logs["probe_sum"] = float(sum(values.values()))
