@@ -393,19 +393,24 @@ def run_benchmark(
     mird_src=None,
     torch_threads=(1, 2),
     timeout=3600,
+    torch_timeout=None,
     isolate=True,
     command="",
     notes="",
     log=print,
 ):
     """For each case: the official code (each of `torch_threads`; the fastest is the reference of the
-    ratios), then the Keras side; writes `mird.json` and `mird.md` into `out_dir` (None: nothing).
+    ratios), then the Keras side; writes `mird.json` and `mird.md` into `out_dir` (None: nothing) after every
+    case. `timeout`: seconds per subprocess; `torch_timeout` (default `timeout`) for the PyTorch ones: a run
+    past it is recorded under `torch_failures`.
 
     Returns `{"meta": ..., "results": [...], "torch_reference": [...]}` (also the JSON written).
     """
     load_before = os.getloadavg()[0]
     results, references, failures = [], [], []
-    report = _report(cases, settings_for, results, references, failures, load_before, command, notes)
+    report = _report(
+        cases, settings_for, results, references, failures, load_before, command, notes
+    )
     for case in cases:
         s = settings_for(case.backbone)
         if torch_python and mird_src:
@@ -413,7 +418,9 @@ def run_benchmark(
             for threads in torch_threads:
                 log(f"official MIRD {case.backbone} B={case.batch_size} threads={threads} ...")
                 try:
-                    t = run_torch(case, s, torch_python, mird_src, threads, timeout)
+                    t = run_torch(
+                        case, s, torch_python, mird_src, threads, torch_timeout or timeout
+                    )
                 except (subprocess.TimeoutExpired, RuntimeError) as exc:
                     log(f"  no result: {str(exc).splitlines()[0]}")
                     failures.append(
@@ -522,6 +529,12 @@ def parser():
         help="torch thread counts to time (0 = torch's default); the fastest is the reference",
     )
     p.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
+    p.add_argument(
+        "--torch-timeout",
+        type=int,
+        default=None,
+        help="seconds per PyTorch subprocess (default --timeout); one past it is listed as without result",
+    )
     p.add_argument("--notes", default="", help="free text appended to the markdown")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -551,6 +564,7 @@ def main(argv=None):
         mird_src=args.mird_src,
         torch_threads=tuple(args.torch_threads),
         timeout=args.timeout,
+        torch_timeout=args.torch_timeout,
         command=common.command_line("mird_throughput.py", argv),
         notes=args.notes,
         log=lambda msg: print(msg, flush=True),
