@@ -336,34 +336,37 @@ def markdown_table(results, references, meta):
                 f"({t['iteration_s']['iqr']:.3f}) | {_fmt(t['samples_per_s'], 2)} "
                 f"| {_fmt(t['peak_rss_mb'], 0)} | {t['threads']} |"
             )
-    sizes = [
-        f"{r['label']}: keras_mmsa {r['parameters'] / 1e6:.2f}M trainable + CLUB "
-        f"{r['club_parameters'] / 1e3:.1f}k"
-        for r in results
-    ]
-    seen = set()
+    sizes = {}
+    for r in results:
+        sizes.setdefault(
+            f"keras_mmsa {r['backbone']}",
+            f"{r['parameters'] / 1e6:.2f}M trainable + CLUB {r['club_parameters'] / 1e3:.1f}k",
+        )
     for t in references:
-        key = (t["backbone"], t["batch_size"])
-        if key not in seen:
-            seen.add(key)
-            sizes.append(
-                f"official {t['backbone']}: {t['parameters'] / 1e6:.2f}M + CLUB "
-                f"{t['club_parameters'] / 1e3:.1f}k"
-            )
-    lines += ["", "Parameters: " + "; ".join(sizes) + "."]
+        sizes.setdefault(
+            f"official {t['backbone']}",
+            f"{t['parameters'] / 1e6:.2f}M + CLUB {t['club_parameters'] / 1e3:.1f}k",
+        )
+    lines += ["", "Parameters: " + "; ".join(f"{k} {v}" for k, v in sizes.items()) + "."]
     lines += ["", "## What differs between the two steps", ""]
     lines += [f"- {d}" for d in DIFFERENCES]
     if references:
-        t = references[0]
+        flags = {}
+        for t in references:
+            flags.setdefault(
+                f"{t['backbone']} B={t['batch_size']}", " ".join(t.get("official_argv", []))
+            )
         lines += [
             "",
             "## Patches of the official code (applied at run time by `benchmarks/torch_mird.py`; the "
             "official files are not modified)",
             "",
-            f"Official flags passed: `{' '.join(t.get('official_argv', []))}`.",
+            "Official flags passed (every other flag at its default): "
+            + "; ".join(f"{k}: `{v}`" for k, v in flags.items())
+            + ".",
             "",
         ]
-        lines += [f"- `{p['patch']}`: {p['why']}." for p in t.get("patches", [])]
+        lines += [f"- **{p['patch']}**: {p['why']}." for p in references[0].get("patches", [])]
     checks = [
         f"{r['label']}: Keras losses finite {r.get('finite_losses')}, CLUB networks trained "
         f"{r.get('clubs_trained')}, {r.get('club_updates_per_iteration'):g} CLUB / "
