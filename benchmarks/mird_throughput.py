@@ -285,7 +285,12 @@ def markdown_table(results, references, meta):
         "# MIRD training throughput: keras_mmsa vs the official MIRD PyTorch code",
         "",
         f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs); {meta['versions']}; "
-        f"PyTorch side: {meta.get('torch_versions') or 'not run'}.",
+        "PyTorch side: "
+        + (
+            meta.get("torch_versions")
+            or ("no result (see below)" if meta.get("torch_failures") else "not run")
+        )
+        + ".",
         f"Load average (1 min) before/after the run: {meta['load_before']:.2f} / {meta['load_after']:.2f}.",
         "",
         "One iteration = one MIRD training step of Algorithm 1 on one batch: T' = 5 CLUB-network updates and "
