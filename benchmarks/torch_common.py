@@ -1,4 +1,5 @@
-"""What the PyTorch-side timing scripts share (`torch_reference.py`, `torch_base_models.py`, `torch_self_mm.py`).
+"""What the PyTorch-side timing scripts share (`torch_reference.py`, `torch_base_models.py`, `torch_self_mm.py`,
+`torch_mird.py`).
 
 Like them it runs in the PyTorch environment and imports nothing from keras_mmsa, TensorFlow or the rest of
 `benchmarks/` (numpy, easydict and mmsa are imported inside the functions). The scripts import it as a sibling

@@ -156,7 +156,14 @@ def test_run_benchmark_orders_torch_before_keras_and_writes_both_files(tmp_path,
 
 
 @pytest.mark.parametrize(
-    "script", ["torch_self_mm.py", "torch_reference.py", "torch_base_models.py", "torch_common.py"]
+    "script",
+    [
+        "torch_self_mm.py",
+        "torch_mird.py",
+        "torch_reference.py",
+        "torch_base_models.py",
+        "torch_common.py",
+    ],
 )
 def test_torch_side_imports_nothing_of_keras_mmsa(script):
     """The PyTorch-side scripts run in their own environment: besides their shared sibling `torch_common`
