@@ -31,9 +31,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 MODELS = ("tfn", "lmf", "mfn", "ef_lstm", "bert_mag")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import mmsa_config, time_iterations, timing_fields, write_result
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import mmsa_config, time_iterations, timing_fields, write_result
+    import benchmarks.torch_common as torch_common
 
 
 def main():
@@ -59,7 +59,7 @@ def main():
         torch.set_num_threads(args.threads)
     data = np.load(args.batches)
     n, batch_size, text_len = data["token_ids"].shape
-    config = mmsa_config(args.model)
+    config = torch_common.mmsa_config(args.model)
     config.update(
         train_mode="regression",
         num_classes=1,
@@ -159,14 +159,14 @@ def main():
         optimizer.step()
         return float(loss.detach())
 
-    first, _, walls, cpus = time_iterations(iteration, args.warmup, args.repeats)
+    first, _, walls, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     result = {
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "model": args.model,
         "batch_size": int(batch_size),
-        **timing_fields(batch_size, first, walls, cpus),
+        **torch_common.timing_fields(batch_size, first, walls, cpus),
     }
-    write_result(args.out, result)
+    torch_common.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -37,23 +37,9 @@ import types
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import (
-        BASE,
-        TINY,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import (
-        BASE,
-        TINY,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import benchmarks.torch_common as torch_common
 
 TRAIN_SCRIPT = "run_training_recon_mim"
 
@@ -176,7 +162,9 @@ def load_official(src, sizes, vocab, audio_dim, vision_dim, batch_size):
 
 
 def main():
-    p = reference_parser("torch_mird.py", __doc__.splitlines()[0], "mird_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_mird.py", __doc__.splitlines()[0], "mird_throughput.py"
+    )
     p.add_argument("--mird-src", required=True, help="a copy of github.com/qianfan1996/MIRD")
     p.add_argument(
         "--num-train-steps",
@@ -195,7 +183,7 @@ def main():
     data = np.load(args.batches)
     n, batch_size, _ = data["token_ids"].shape
     audio_dim, vision_dim = int(data["audio"].shape[-1]), int(data["vision"].shape[-1])
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
     vocab = args.vocab_size or (
         30522 if args.backbone == "base" else int(data["token_ids"].max()) + 1
     )
@@ -241,14 +229,14 @@ def main():
         losses.append(loss)
         return marks[0] - t0, t1 - marks[0]
 
-    first, parts, _, cpus = time_iterations(iteration, args.warmup, args.repeats)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     club_after = [q.detach() for c in clubs for q in c.parameters()]
     result = {
         "implementation": f"official MIRD (qianfan1996/MIRD, {TRAIN_SCRIPT}.train_epoch), PyTorch",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
         "vocabulary_size": vocab,
-        **timing_fields(
+        **torch_common.timing_fields(
             batch_size,
             first,
             [sum(x) for x in parts],
@@ -261,7 +249,7 @@ def main():
         "parameters": sum(q.numel() for q in model.parameters()),
         "club_parameters": sum(q.numel() for c in clubs for q in c.parameters()),
     }
-    write_result(
+    torch_common.write_result(
         args.out,
         result,
         transformers_version=transformers.__version__,

@@ -32,27 +32,15 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import (
-        BASE,
-        TINY,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import (
-        BASE,
-        TINY,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import benchmarks.torch_common as torch_common
 
 
 def main():
-    p = reference_parser("torch_reference.py", __doc__.splitlines()[0], "training_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_reference.py", __doc__.splitlines()[0], "training_throughput.py"
+    )
     args = p.parse_args()
 
     import numpy as np
@@ -70,7 +58,7 @@ def main():
         torch.set_num_threads(args.threads)
     data = np.load(args.batches)
     n, batch_size, text_len = data["token_ids"].shape
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
 
     class RandomBert(nn.Module):
         """mmsa's BertTextEncoder with a config-built, randomly initialised BERT (no download)."""
@@ -175,12 +163,12 @@ def main():
         trainer.train_others({"train": [b]})
         return t1 - t0, time.perf_counter() - t1
 
-    first, parts, _, cpus = time_iterations(iteration, args.warmup, args.repeats)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     result = {
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
-        **timing_fields(
+        **torch_common.timing_fields(
             batch_size,
             first,
             [a + b for a, b in parts],
@@ -189,7 +177,7 @@ def main():
             stage2_s=[b for _, b in parts],
         ),
     }
-    write_result(args.out, result)
+    torch_common.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -35,31 +35,17 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import (
-        BASE,
-        TINY,
-        mmsa_config,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import (
-        BASE,
-        TINY,
-        mmsa_config,
-        reference_parser,
-        time_iterations,
-        timing_fields,
-        write_result,
-    )
+    import benchmarks.torch_common as torch_common
 TASKS = "MTAV"
 NAME_MAP = {"M": "fusion", "T": "text", "A": "audio", "V": "vision"}
 
 
 def main():
-    p = reference_parser("torch_self_mm.py", __doc__.splitlines()[0], "self_mm_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_self_mm.py", __doc__.splitlines()[0], "self_mm_throughput.py"
+    )
     p.add_argument(
         "--epoch", type=int, default=2, help="mmsa's epoch counter (>= 2: labels update)"
     )
@@ -82,7 +68,7 @@ def main():
     n, batch_size, text_len = data["token_ids"].shape
     train_labels = torch.from_numpy(data["train_labels"].astype("float32"))
     num_train = int(train_labels.shape[0])
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
     vocab = args.vocab_size or (
         30522 if args.backbone == "base" else int(data["token_ids"].max()) + 1
     )
@@ -101,7 +87,7 @@ def main():
 
     model_module.BertTextEncoder = RandomBert  # the name mmsa's SELF_MM module instantiates
 
-    cfg = mmsa_config("self_mm", "mosi")
+    cfg = torch_common.mmsa_config("self_mm", "mosi")
     cfg.update(
         train_mode="regression",
         dataset_name="mosi",
@@ -202,7 +188,7 @@ def main():
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
 
-    first, parts, _, cpus = time_iterations(iteration, args.warmup, args.repeats)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     mmsa_version = "2.2.1"
     try:
         from importlib.metadata import version
@@ -217,7 +203,7 @@ def main():
         "num_train_examples": num_train,
         "epoch": args.epoch,
         "gradient_accumulation": 1,
-        **timing_fields(
+        **torch_common.timing_fields(
             batch_size,
             first,
             [sum(x) for x in parts],
@@ -230,7 +216,7 @@ def main():
         # whether update_labels ran and moved the text labels off their initial (multimodal) values
         "labels_updated": bool((trainer.label_map["text"] != train_labels).any()),
     }
-    write_result(
+    torch_common.write_result(
         args.out,
         result,
         transformers_version=transformers.__version__,
