@@ -89,7 +89,7 @@ DIFFERENCES = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(tc.JsonSettings):
     """Measurement settings shared by every case of a run (`num_train`, `epochs`: the warm-up schedule's
     length, as a MOSI run has it)."""
 
@@ -100,15 +100,6 @@ class Settings:
     num_train: int = MOSI_TRAIN_EXAMPLES
     epochs: int = 100
     seed: int = 0
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["shapes"] = Shapes(**d.get("shapes", {}))
-        return cls(**d)
 
     def total_steps(self, batch_size):
         return math.ceil(self.num_train / batch_size) * self.epochs
@@ -366,10 +357,10 @@ def _report(cases, settings_for, results, references, failures, load_before, com
         references,
         failures,
         load_before,
-        command,
-        notes,
         _versions,
         differences=DIFFERENCES,
+        command=command,
+        notes=notes,
     )
 
 

@@ -68,7 +68,7 @@ JSON_NAME, MD_NAME = "self_mm.json", "self_mm.md"
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(tc.JsonSettings):
     """Measurement settings shared by every case of a run."""
 
     shapes: Shapes = Shapes()
@@ -78,15 +78,6 @@ class Settings:
     num_train: int = MOSI_TRAIN_EXAMPLES
     epoch: int = 2
     seed: int = 0
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["shapes"] = Shapes(**d.get("shapes", {}))
-        return cls(**d)
 
 
 def make_batches(num_batches, batch_size, shapes=None, vocab_size=30522, num_train=1284, seed=0):
@@ -338,10 +329,10 @@ def run_benchmark(
         references,
         failures,
         load_before,
-        command,
-        notes,
         _versions,
         num_train=settings_for(backbones[0] if backbones else "tiny").num_train,
+        command=command,
+        notes=notes,
     )
     if out_dir is not None:
         tc.write_report(report, out_dir, JSON_NAME, MD_NAME, markdown_table)

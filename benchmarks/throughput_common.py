@@ -21,7 +21,7 @@ import time
 
 from benchmarks import common
 from benchmarks.torch_common import summary_stats
-from benchmarks.training_throughput import BASE_BERT, peak_rss_mb
+from benchmarks.training_throughput import BASE_BERT, Shapes, peak_rss_mb
 
 BACKBONES = ("tiny", "base")
 MOSI_TRAIN_EXAMPLES = 1284
@@ -44,6 +44,20 @@ class Case:
     @property
     def label(self):
         return f"{self.backbone} B={self.batch_size} {'xla' if self.jit_compile else 'no-xla'}"
+
+
+class JsonSettings:
+    """`to_dict` / `from_dict` of a frozen settings dataclass with a `shapes` field (how the settings reach
+    a case's worker process)."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["shapes"] = Shapes(**d.get("shapes", {}))
+        return cls(**d)
 
 
 def vocabulary_size(backbone):
@@ -252,21 +266,10 @@ def per_backbone_text(values):
     return " / ".join(f"{v} ({bb})" for bb, v in values.items())
 
 
-def report(
-    cases,
-    settings_for,
-    results,
-    references,
-    failures,
-    load_before,
-    command,
-    notes,
-    versions,
-    **extra,
-):
+def report(cases, settings_for, results, references, failures, load_before, versions, **extra):
     """`{"meta": ..., "results": ..., "torch_reference": ...}` with the ratios added (`versions()`: the Keras
-    side's versions). `extra` meta fields: `num_train` (after the load averages), `differences` (after the
-    failures)."""
+    side's versions). `extra` meta fields, in their order: `num_train` (after the load averages), the others
+    (`differences`, `command`, `notes`) after the failures."""
     add_ratios(results, references)
     backbones = [bb for bb in BACKBONES if any(c.backbone == bb for c in cases)]
     meta = {
@@ -286,8 +289,6 @@ def report(
         "warmup_text": per_backbone_text({bb: settings_for(bb).warmup for bb in backbones}),
         "torch_failures": failures,
         **extra,
-        "command": command,
-        "notes": notes,
     }
     return {"meta": meta, "results": results, "torch_reference": references}
 
