@@ -121,3 +121,15 @@ def write_result(path, result, **extra):
     }
     with open(path, "w") as f:
         json.dump(result, f)
+
+
+def split_timing_fields(batch_size, first, parts, cpus, *names):
+    """`timing_fields` of iterations timed in parts: `parts` holds per timed iteration the seconds of each
+    part (in the order of `names`); an iteration's time is their sum."""
+    return timing_fields(
+        batch_size,
+        first,
+        [sum(p) for p in parts],
+        cpus,
+        **{name: [p[k] for p in parts] for k, name in enumerate(names)},
+    )

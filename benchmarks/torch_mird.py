@@ -236,13 +236,8 @@ def main():
         "backbone": args.backbone,
         "batch_size": int(batch_size),
         "vocabulary_size": vocab,
-        **torch_common.timing_fields(
-            batch_size,
-            first,
-            [sum(x) for x in parts],
-            cpus,
-            model_update_s=[x[0] for x in parts],
-            club_updates_s=[x[1] for x in parts],
+        **torch_common.split_timing_fields(
+            batch_size, first, parts, cpus, "model_update_s", "club_updates_s"
         ),
         "finite_losses": bool(np.all(np.isfinite(losses))),
         "clubs_trained": any(not torch.equal(a, b) for a, b in zip(club_before, club_after)),

@@ -168,14 +168,7 @@ def main():
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
-        **torch_common.timing_fields(
-            batch_size,
-            first,
-            [a + b for a, b in parts],
-            cpus,
-            stage1_s=[a for a, _ in parts],
-            stage2_s=[b for _, b in parts],
-        ),
+        **torch_common.split_timing_fields(batch_size, first, parts, cpus, "stage1_s", "stage2_s"),
     }
     torch_common.write_result(args.out, result)
 

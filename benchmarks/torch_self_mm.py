@@ -203,14 +203,8 @@ def main():
         "num_train_examples": num_train,
         "epoch": args.epoch,
         "gradient_accumulation": 1,
-        **torch_common.timing_fields(
-            batch_size,
-            first,
-            [sum(x) for x in parts],
-            cpus,
-            forward_backward_s=[x[0] for x in parts],
-            ulgm_s=[x[1] for x in parts],
-            step_s=[x[2] for x in parts],
+        **torch_common.split_timing_fields(
+            batch_size, first, parts, cpus, "forward_backward_s", "ulgm_s", "step_s"
         ),
         "finite_losses": bool(np.all(np.isfinite(losses))),
         # whether update_labels ran and moved the text labels off their initial (multimodal) values
