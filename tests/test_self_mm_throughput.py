@@ -64,20 +64,15 @@ def _keras(case, per_s, rss):
     return fake_keras_result(case, per_s, rss, 12.0, labels_updated=True)
 
 
+_STAT = {"median": 0.1, "min": 0.1, "max": 0.1, "iqr": 0.0}
+# mmsa's Self-MM side's own fields
+_TORCH_FIELDS = dict(
+    forward_backward_s=_STAT, ulgm_s=_STAT, step_s=_STAT, mmsa_version="2.2.1", labels_updated=True
+)
+
+
 def _torch(backbone, batch_size, per_s, rss, threads=1):
-    stat = {"median": 0.1, "min": 0.1, "max": 0.1, "iqr": 0.0}
-    return fake_torch_result(
-        backbone,
-        batch_size,
-        per_s,
-        rss,
-        threads,
-        forward_backward_s=stat,
-        ulgm_s=stat,
-        step_s=stat,
-        mmsa_version="2.2.1",
-        labels_updated=True,
-    )
+    return fake_torch_result(backbone, batch_size, per_s, rss, threads, **_TORCH_FIELDS)
 
 
 def test_ratios_and_markdown():
