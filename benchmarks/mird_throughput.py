@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import math
 import os
 import pathlib
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 if not __package__:
@@ -44,18 +42,15 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.self_mm_throughput import (  # noqa: E402
+from benchmarks import throughput_common as tc  # noqa: E402
+from benchmarks.throughput_common import (  # noqa: E402
+    BACKBONES,
     MOSI_TRAIN_EXAMPLES,
     Case,
-    _fmt,
-    _per_backbone_text,
-    _versions,
-    add_ratios,
     vocabulary_size,
 )
-from benchmarks.torch_common import summary_stats  # noqa: E402
+from benchmarks.throughput_common import fmt as _fmt  # noqa: E402
 from benchmarks.training_throughput import (  # noqa: E402
-    BASE_BERT,
     Shapes,
     peak_rss_mb,
     save_batches,
@@ -63,7 +58,6 @@ from benchmarks.training_throughput import (  # noqa: E402
 )
 
 TORCH_SCRIPT = pathlib.Path(__file__).resolve().with_name("torch_mird.py")
-BACKBONES = ("tiny", "base")
 BATCH_SIZES = (32, 16)
 JSON_NAME, MD_NAME = "mird.json", "mird.md"
 
@@ -95,7 +89,7 @@ DIFFERENCES = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(tc.JsonSettings):
     """Measurement settings shared by every case of a run (`num_train`, `epochs`: the warm-up schedule's
     length, as a MOSI run has it)."""
 
@@ -106,15 +100,6 @@ class Settings:
     num_train: int = MOSI_TRAIN_EXAMPLES
     epochs: int = 100
     seed: int = 0
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["shapes"] = Shapes(**d.get("shapes", {}))
-        return cls(**d)
 
     def total_steps(self, batch_size):
         return math.ceil(self.num_train / batch_size) * self.epochs
@@ -134,26 +119,15 @@ def make_batches(case, settings):
 def build_model(case, settings):
     """keras_mmsa's MIRD with the MOSI preset on the case's BERT, built and compiled (no XLA)."""
     import keras
-    import keras_hub
 
-    from keras_mmsa import backbones
     from keras_mmsa.models import MIRD
 
     keras.utils.set_random_seed(settings.seed)
-    if case.backbone == "base":
-        backbone = keras_hub.models.BertBackbone(**BASE_BERT)
-    else:
-        backbone = backbones.tiny_text_backbone(seed=settings.seed)[0]
+    backbone = tc.text_backbone(case.backbone, settings.seed)
     preset = MIRD.preset("mosi")
     s = settings.shapes
     model = MIRD(backbone, audio_dim=s.audio_dim, vision_dim=s.vision_dim, **preset["model"])
-    model.build(
-        {
-            "token_ids": (None, s.text_len),
-            "audio": (None, s.audio_len, s.audio_dim),
-            "vision": (None, s.vision_len, s.vision_dim),
-        }
-    )
+    model.build(tc.input_shapes(s))
     optimizers = model.optimizers_for(preset["train"], settings.total_steps(case.batch_size))
     model.compile(optimizers=optimizers, jit_compile=case.jit_compile)
     return model
@@ -179,120 +153,67 @@ def measure_case(case, settings=Settings(), log=None):
         calls.append(i)
         return model.train_on_batch(x, y, return_dict=True)
 
-    logs, first, walls, cpus = common.time_iterations(
+    timed = common.time_iterations(
         iteration, warmup=settings.warmup, repeats=settings.repeats, log=log, label=case.label
     )
-    wall = summary_stats(walls)
     club_steps = int(model.stage_optimizers["club"].iterations)
     model_steps = int(model.stage_optimizers["main"].iterations)
-    return {
-        "case": dataclasses.asdict(case),
-        "label": case.label,
-        "implementation": "keras_mmsa MIRD",
-        "backbone": case.backbone,
-        "batch_size": case.batch_size,
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "samples_per_s": case.batch_size / wall["median"],
-        "times_s": walls,
-        "first_iteration_s": first,
-        "compile_s": max(0.0, first - wall["median"]),
-        "build_s": build_s,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_after_build_mb": rss_built,
-        "finite_losses": all(math.isfinite(float(v)) for v in logs.values()),
-        "clubs_trained": any(not np.allclose(b, np.array(v)) for b, v in zip(club_before, club)),
+    return tc.timing_result(
+        case,
+        "keras_mmsa MIRD",
+        timed,
+        build_s,
+        rss_built,
+        load_before,
+        clubs_trained=any(not np.allclose(b, np.array(v)) for b, v in zip(club_before, club)),
         # T' CLUB updates and one model update per iteration
-        "club_updates_per_iteration": club_steps / len(calls),
-        "model_updates_per_iteration": model_steps / len(calls),
-        "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        "club_parameters": int(sum(np.prod(v.shape) for v in club)),
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-    }
+        club_updates_per_iteration=club_steps / len(calls),
+        model_updates_per_iteration=model_steps / len(calls),
+        parameters=int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        club_parameters=int(sum(np.prod(v.shape) for v in club)),
+    )
 
 
 def _worker(argv):
     """A case's subprocess: `python benchmarks/mird_throughput.py --worker CASE SETTINGS OUT`."""
-    case = Case(**json.loads(argv[0]))
-    settings = Settings.from_dict(json.loads(argv[1]))
-    pathlib.Path(argv[2]).write_text(json.dumps(measure_case(case, settings)))
+    tc.worker(argv, Settings, measure_case)
 
 
 def run_case_isolated(case, settings=Settings(), timeout=None):
     """The Keras side of `case` in a fresh Python process (its own peak RSS)."""
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.json")
-        cmd = [
-            sys.executable,
-            str(pathlib.Path(__file__).resolve()),
-            "--worker",
-            json.dumps(dataclasses.asdict(case)),
-            json.dumps(settings.to_dict()),
-            out,
-        ]
-        return common.run_json_subprocess(
-            cmd, out, f"Keras MIRD {case.label!r}", env=env, timeout=timeout
-        )
+    return tc.run_case_isolated(__file__, case, settings, f"Keras MIRD {case.label!r}", timeout)
 
 
 def run_torch(case, settings, torch_python, mird_src, threads=0, timeout=None):
     """Times the official MIRD code (`torch_mird.py`, with `torch_python`) on the case's batches."""
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "batches.npz")
-        save_batches(make_batches(case, settings), data)
-        out = os.path.join(tmp, "result.json")
-        cmd = [
-            torch_python,
-            str(TORCH_SCRIPT),
-            "--backbone",
-            case.backbone,
-            "--batches",
-            data,
+    return tc.run_reference(
+        torch_python,
+        TORCH_SCRIPT,
+        lambda path: save_batches(make_batches(case, settings), path),
+        settings,
+        case.backbone,
+        threads,
+        f"official MIRD ({case.backbone} B={case.batch_size})",
+        timeout,
+        flags=(
             "--mird-src",
             str(mird_src),
-            "--warmup",
-            str(settings.warmup),
-            "--repeats",
-            str(settings.repeats),
-            "--seed",
-            str(settings.seed),
-            "--vocab-size",
-            str(vocabulary_size(case.backbone)),
             "--num-train-steps",
             str(settings.num_train // case.batch_size * settings.epochs),
-            "--threads",
-            str(threads),
-            "--out",
-            out,
-        ]
-        env = dict(os.environ, TQDM_DISABLE="1")
-        return common.run_json_subprocess(
-            cmd,
-            out,
-            f"official MIRD ({case.backbone} B={case.batch_size})",
-            env=env,
-            timeout=timeout,
-        )
+        ),
+    )
 
 
 def markdown_table(results, references, meta):
     """The report as markdown: one row per configuration with both sides and their ratios, the PyTorch side's
     split, the differences, the patches of the official code and the checks."""
-    refs = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
-    lines = [
-        "# MIRD training throughput: keras_mmsa vs the official MIRD PyTorch code",
-        "",
-        f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs); {meta['versions']}; "
-        "PyTorch side: "
-        + (
-            meta.get("torch_versions")
-            or ("no result (see below)" if meta.get("torch_failures") else "not run")
-        )
-        + ".",
-        f"Load average (1 min) before/after the run: {meta['load_before']:.2f} / {meta['load_after']:.2f}.",
-        "",
+    lines = tc.markdown_head(
+        "MIRD training throughput: keras_mmsa vs the official MIRD PyTorch code",
+        meta,
+        meta.get("torch_versions")
+        or ("no result (see below)" if meta.get("torch_failures") else "not run"),
+    )
+    lines += [
         "One iteration = one MIRD training step of Algorithm 1 on one batch: T' = 5 CLUB-network updates and "
         "one model update (forward, all losses, backward, optimizer steps). keras_mmsa: `MIRD.train_on_batch` "
         "(MOSI preset, no XLA: `MIRD.xla_train_step` is False); official: `run_training_recon_mim.train_epoch` "
@@ -306,23 +227,8 @@ def markdown_table(results, references, meta):
         "counts; `RSS x torch` = Keras peak RSS / PyTorch peak RSS. The PyTorch runs of a configuration come "
         "right before its Keras run.",
         "",
-        "| configuration | Keras s/batch (IQR) | PyTorch s/batch (IQR) | Keras samples/s | PyTorch samples/s "
-        "| x torch | Keras peak RSS MiB | PyTorch peak RSS MiB | RSS x torch | Keras trace s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        t = refs.get((r["backbone"], r["batch_size"]))
-        torch_s = torch_sps = torch_rss = ""
-        if t is not None:
-            torch_s = f"{t['iteration_s']['median']:.3f} ({t['iteration_s']['iqr']:.3f})"
-            torch_sps = _fmt(t["samples_per_s"], 1)
-            torch_rss = _fmt(t["peak_rss_mb"], 0)
-        lines.append(
-            f"| {r['label']} | {r['iteration_s']['median']:.3f} ({r['iteration_s']['iqr']:.3f}) | {torch_s} "
-            f"| {_fmt(r['samples_per_s'], 1)} | {torch_sps} | {_fmt(r.get('vs_torch'))} "
-            f"| {_fmt(r['peak_rss_mb'], 0)} | {torch_rss} | {_fmt(r.get('rss_vs_torch'))} "
-            f"| {_fmt(r['compile_s'], 1)} |"
-        )
+    lines += tc.comparison_table(results, references, "Keras trace s")
     if references:
         lines += [
             "",
@@ -383,14 +289,10 @@ def markdown_table(results, references, meta):
         for t in references
     ]
     lines += ["", "## Checks", "", "; ".join(checks) + "."]
-    if meta.get("torch_failures"):
-        lines += ["", f"PyTorch runs with no result: {meta['torch_failures']}."]
-    if meta.get("command"):
-        lines += ["", f"Command: `{meta['command']}`"]
-    if meta.get("notes"):
-        lines += ["", meta["notes"]]
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + tc.markdown_tail(meta))
+
+
+_versions = tc.versions  # (tests replace it)
 
 
 def run_benchmark(
@@ -422,81 +324,43 @@ def run_benchmark(
     for case in cases:
         s = settings_for(case.backbone)
         if torch_python and mird_src:
-            runs = []
-            for threads in torch_threads:
-                log(f"official MIRD {case.backbone} B={case.batch_size} threads={threads} ...")
-                try:
-                    t = run_torch(
-                        case, s, torch_python, mird_src, threads, torch_timeout or timeout
-                    )
-                except (subprocess.TimeoutExpired, RuntimeError) as exc:
-                    log(f"  no result: {str(exc).splitlines()[0]}")
-                    failures.append(
-                        {
-                            "backbone": case.backbone,
-                            "batch_size": case.batch_size,
-                            "threads": threads,
-                        }
-                    )
-                    continue
-                log(
-                    f"  {t['iteration_s']['median']:.3f} s/batch, {t['samples_per_s']:.2f} samples/s,"
-                    f" peak RSS {t['peak_rss_mb']:.0f} MiB"
-                )
-                runs.append(t)
-            if runs:
-                best = max(runs, key=lambda r: r["samples_per_s"])
-                for t in runs:
-                    t["is_reference"] = t is best
-                references += runs
+            references += tc.reference_runs(
+                case,
+                torch_threads,
+                functools.partial(run_torch, case, s, torch_python, mird_src),
+                torch_timeout or timeout,
+                failures,
+                log,
+                name="official MIRD",
+                zero_threads="0",
+                errors=(subprocess.TimeoutExpired, RuntimeError),
+                no_result=lambda exc: f"no result: {str(exc).splitlines()[0]}",
+                digits=2,
+            )
         log(f"Keras MIRD {case.label} ...")
         r = run_case_isolated(case, s, timeout) if isolate else measure_case(case, s)
-        log(
-            f"  {r['iteration_s']['median']:.3f} s/batch (IQR {r['iteration_s']['iqr']:.3f}),"
-            f" {r['samples_per_s']:.2f} samples/s, trace {r['compile_s']:.1f} s,"
-            f" peak RSS {r['peak_rss_mb']:.0f} MiB"
-        )
+        log(tc.keras_summary(r, 2, "trace"))
         results.append(r)
         report = _report(
             cases, settings_for, results, references, failures, load_before, command, notes
         )
         if out_dir is not None:  # after every case: a run stopped early keeps what it measured
-            _write(report, out_dir)
+            tc.write_report(report, out_dir, JSON_NAME, MD_NAME, markdown_table)
     return report
 
 
 def _report(cases, settings_for, results, references, failures, load_before, command, notes):
-    add_ratios(results, references)
-    backbones = [bb for bb in BACKBONES if any(c.backbone == bb for c in cases)]
-    torch_versions = ""
-    if references:
-        t = references[0]
-        torch_versions = f"torch {t['torch_version']}, transformers {t['transformers_version']}"
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "versions": _versions(),
-        "torch_versions": torch_versions,
-        "load_before": load_before,
-        "load_after": os.getloadavg()[0],
-        "settings": {bb: settings_for(bb).to_dict() for bb in backbones},
-        "repeats_text": _per_backbone_text({bb: settings_for(bb).repeats for bb in backbones}),
-        "warmup_text": _per_backbone_text({bb: settings_for(bb).warmup for bb in backbones}),
-        "torch_failures": failures,
-        "differences": DIFFERENCES,
-        "command": command,
-        "notes": notes,
-    }
-    return {"meta": meta, "results": results, "torch_reference": references}
-
-
-def _write(report, out_dir):
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / JSON_NAME).write_text(json.dumps(report, indent=1))
-    (out / MD_NAME).write_text(
-        markdown_table(report["results"], report["torch_reference"], report["meta"])
+    return tc.report(
+        cases,
+        settings_for,
+        results,
+        references,
+        failures,
+        load_before,
+        _versions,
+        differences=DIFFERENCES,
+        command=command,
+        notes=notes,
     )
 
 
@@ -518,14 +382,7 @@ def parser():
     p.add_argument(
         "--quick", action="store_true", help="tiny BERT, B = 32 only, 2 timed iterations"
     )
-    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
-    p.add_argument(
-        "--repeats", type=int, default=None, help="timed iterations (default tiny 5, base 3)"
-    )
-    p.add_argument(
-        "--warmup", type=int, default=None, help="warm-up iterations (default tiny 1, base 0)"
-    )
+    tc.add_case_flags(p, BACKBONES, BATCH_SIZES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch-python", default=None, help="a Python with torch and transformers")
     p.add_argument("--mird-src", default=None, help="a copy of github.com/qianfan1996/MIRD")
@@ -543,9 +400,7 @@ def parser():
         default=None,
         help="seconds per PyTorch subprocess (default --timeout); one past it is listed as without result",
     )
-    p.add_argument("--notes", default="", help="free text appended to the markdown")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return tc.add_report_flags(p)
 
 
 @common.one_line_errors
@@ -577,16 +432,9 @@ def main(argv=None):
         notes=args.notes,
         log=lambda msg: print(msg, flush=True),
     )
-    print(
-        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, JSON_NAME)}"
-        f" in {time.perf_counter() - start:.0f}s"
-    )
+    tc.finished(report, args.out, JSON_NAME, start)
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        common.set_environment()
-        _worker(sys.argv[2:])
-    else:
-        sys.exit(main())
+    tc.script_entry(_worker, main)

@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
+import functools
 import os
 import pathlib
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 if not __package__:
@@ -50,9 +47,15 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_common import summary_stats  # noqa: E402
+from benchmarks import throughput_common as tc  # noqa: E402
+from benchmarks.throughput_common import (  # noqa: E402
+    BACKBONES,
+    MOSI_TRAIN_EXAMPLES,
+    Case,
+    add_ratios,  # noqa: F401 - part of this module's interface
+    vocabulary_size,
+)
 from benchmarks.training_throughput import (  # noqa: E402
-    BASE_BERT,
     Shapes,
     peak_rss_mb,
     save_batches,
@@ -60,33 +63,12 @@ from benchmarks.training_throughput import (  # noqa: E402
 )
 
 TORCH_SCRIPT = pathlib.Path(__file__).resolve().with_name("torch_self_mm.py")
-BACKBONES = ("tiny", "base")
 BATCH_SIZES = (16, 32)
-MOSI_TRAIN_EXAMPLES = 1284
 JSON_NAME, MD_NAME = "self_mm.json", "self_mm.md"
 
 
 @dataclasses.dataclass(frozen=True)
-class Case:
-    """One configuration: the BERT's size ("tiny" or "base"), batch size, XLA on the Keras side."""
-
-    backbone: str = "tiny"
-    batch_size: int = 16
-    jit_compile: bool = True
-
-    def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"Case.backbone must be one of {BACKBONES}; got {self.backbone!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"Case.batch_size must be >= 1; got {self.batch_size}")
-
-    @property
-    def label(self):
-        return f"{self.backbone} B={self.batch_size} {'xla' if self.jit_compile else 'no-xla'}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(tc.JsonSettings):
     """Measurement settings shared by every case of a run."""
 
     shapes: Shapes = Shapes()
@@ -96,23 +78,6 @@ class Settings:
     num_train: int = MOSI_TRAIN_EXAMPLES
     epoch: int = 2
     seed: int = 0
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["shapes"] = Shapes(**d.get("shapes", {}))
-        return cls(**d)
-
-
-def vocabulary_size(backbone):
-    if backbone == "base":
-        return BASE_BERT["vocabulary_size"]
-    from keras_mmsa.backbones import tiny_vocabulary
-
-    return len(tiny_vocabulary())
 
 
 def make_batches(num_batches, batch_size, shapes=None, vocab_size=30522, num_train=1284, seed=0):
@@ -152,16 +117,11 @@ def save_with_train_labels(batches, train_labels, path):
 def build_model(case, settings, train_labels):
     """keras_mmsa's SelfMM with the MOSI preset on the case's BERT, built, compiled, memories as after epoch 1."""
     import keras
-    import keras_hub
 
-    from keras_mmsa import backbones
     from keras_mmsa.models import BertLSTMMLP, SelfMM
 
     keras.utils.set_random_seed(settings.seed)
-    if case.backbone == "base":
-        backbone = keras_hub.models.BertBackbone(**BASE_BERT)
-    else:
-        backbone = backbones.tiny_text_backbone(seed=settings.seed)[0]
+    backbone = tc.text_backbone(case.backbone, settings.seed)
     preset = SelfMM.preset("mosi")
     own = SelfMM.own_keys()
     s = settings.shapes
@@ -176,13 +136,7 @@ def build_model(case, settings, train_labels):
         num_train_examples=settings.num_train,
         **{k: v for k, v in preset["model"].items() if k in own},
     )
-    model.build(
-        {
-            "token_ids": (None, s.text_len),
-            "audio": (None, s.audio_len, s.audio_dim),
-            "vision": (None, s.vision_len, s.vision_dim),
-        }
-    )
+    model.build(tc.input_shapes(s))
     model.compile(
         optimizers=SelfMM.optimizers_from_settings(preset["train"]), jit_compile=case.jit_compile
     )
@@ -216,129 +170,68 @@ def measure_case(case, settings=Settings(), log=None):
         x, y = batches[i % len(batches)]
         return model.train_on_batch(x, y, return_dict=True)
 
-    logs, first, walls, cpus = common.time_iterations(
+    timed = common.time_iterations(
         iteration, warmup=settings.warmup, repeats=settings.repeats, log=log, label=case.label
     )
-    wall = summary_stats(walls)
     text_labels = np.asarray(model.generated_labels()["text"])
-    return {
-        "case": dataclasses.asdict(case),
-        "label": case.label,
-        "implementation": "keras_mmsa SelfMM",
-        "backbone": case.backbone,
-        "batch_size": case.batch_size,
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "samples_per_s": case.batch_size / wall["median"],
-        "times_s": walls,
-        "first_iteration_s": first,
-        "compile_s": max(0.0, first - wall["median"]),
-        "build_s": build_s,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_after_build_mb": rss_built,
-        "finite_losses": all(math.isfinite(float(v)) for v in logs.values()),
-        "labels_updated": bool(np.any(text_labels != train_labels)),
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-    }
+    return tc.timing_result(
+        case,
+        "keras_mmsa SelfMM",
+        timed,
+        build_s,
+        rss_built,
+        load_before,
+        labels_updated=bool(np.any(text_labels != train_labels)),
+    )
 
 
 def _worker(argv):
     """A case's subprocess: `python benchmarks/self_mm_throughput.py --worker CASE SETTINGS OUT`."""
-    case = Case(**json.loads(argv[0]))
-    settings = Settings.from_dict(json.loads(argv[1]))
-    pathlib.Path(argv[2]).write_text(json.dumps(measure_case(case, settings)))
+    tc.worker(argv, Settings, measure_case)
 
 
 def run_case_isolated(case, settings=Settings(), timeout=None):
     """The Keras side of `case` in a fresh Python process (its own peak RSS)."""
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.json")
-        cmd = [
-            sys.executable,
-            str(pathlib.Path(__file__).resolve()),
-            "--worker",
-            json.dumps(dataclasses.asdict(case)),
-            json.dumps(settings.to_dict()),
-            out,
-        ]
-        return common.run_json_subprocess(
-            cmd, out, f"Keras SelfMM {case.label!r}", env=env, timeout=timeout
-        )
+    return tc.run_case_isolated(__file__, case, settings, f"Keras SelfMM {case.label!r}", timeout)
 
 
 def run_torch(
     backbone, batch_size, settings=Settings(), torch_python="python", threads=0, timeout=None
 ):
     """Times mmsa's PyTorch Self-MM (`torch_self_mm.py`) with `torch_python` on the same batches."""
-    vocab = vocabulary_size(backbone)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "batches.npz")
+
+    def write(path):
         batches, train_labels = make_batches(
             settings.num_batches,
             batch_size,
             settings.shapes,
-            vocab,
+            vocabulary_size(backbone),
             settings.num_train,
             settings.seed,
         )
-        save_with_train_labels(batches, train_labels, data)
-        out = os.path.join(tmp, "result.json")
-        cmd = [
-            torch_python,
-            str(TORCH_SCRIPT),
-            "--backbone",
-            backbone,
-            "--batches",
-            data,
-            "--warmup",
-            str(settings.warmup),
-            "--repeats",
-            str(settings.repeats),
-            "--seed",
-            str(settings.seed),
-            "--epoch",
-            str(settings.epoch),
-            "--vocab-size",
-            str(vocab),
-            "--threads",
-            str(threads),
-            "--out",
-            out,
-        ]
-        env = dict(os.environ, TQDM_DISABLE="1")
-        return common.run_json_subprocess(
-            cmd, out, f"PyTorch Self-MM ({backbone} B={batch_size})", env=env, timeout=timeout
-        )
+        save_with_train_labels(batches, train_labels, path)
 
-
-def add_ratios(results, references):
-    """Adds to each Keras result with a reference of the same backbone and batch size: `vs_torch` (throughput /
-    the reference's: > 1 = Keras faster) and `rss_vs_torch` (peak RSS / the reference's)."""
-    ref = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
-    for r in results:
-        t = ref.get((r["backbone"], r["batch_size"]))
-        if t is not None:
-            r["vs_torch"] = r["samples_per_s"] / t["samples_per_s"]
-            r["rss_vs_torch"] = r["peak_rss_mb"] / t["peak_rss_mb"]
-    return results
-
-
-def _fmt(x, digits=2):
-    return "" if x is None else f"{x:.{digits}f}"
+    return tc.run_reference(
+        torch_python,
+        TORCH_SCRIPT,
+        write,
+        settings,
+        backbone,
+        threads,
+        f"PyTorch Self-MM ({backbone} B={batch_size})",
+        timeout,
+        flags=("--epoch", str(settings.epoch)),
+    )
 
 
 def markdown_table(results, references, meta):
     """The report as markdown: one row per (backbone, batch size) with both sides and their ratios."""
-    refs = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
-    lines = [
-        "# Self-MM training throughput: keras_mmsa vs mmsa's PyTorch SELF_MM",
-        "",
-        f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs); {meta['versions']}; "
-        f"PyTorch side: {meta.get('torch_versions') or 'not run'}.",
-        f"Load average (1 min) before/after the run: {meta['load_before']:.2f} / {meta['load_after']:.2f}.",
-        "",
+    lines = tc.markdown_head(
+        "Self-MM training throughput: keras_mmsa vs mmsa's PyTorch SELF_MM",
+        meta,
+        meta.get("torch_versions") or "not run",
+    )
+    lines += [
         "One iteration = one Self-MM training step on one batch at epoch 2 (label generation on): forward, "
         "weighted L1 over M/T/A/V with the label memory's labels, backward, optimizer step, label / feature / "
         "centre memory updates; no gradient accumulation on either side (mmsa's trainer steps once per 4 "
@@ -351,23 +244,8 @@ def markdown_table(results, references, meta):
         "PyTorch peak RSS. Same run, same batches; the PyTorch side of a configuration runs right before its "
         "Keras side.",
         "",
-        "| configuration | Keras s/batch (IQR) | PyTorch s/batch (IQR) | Keras samples/s | PyTorch samples/s "
-        "| x torch | Keras peak RSS MiB | PyTorch peak RSS MiB | RSS x torch | Keras compile s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        t = refs.get((r["backbone"], r["batch_size"]))
-        torch_s = torch_sps = torch_rss = ""
-        if t is not None:
-            torch_s = f"{t['iteration_s']['median']:.3f} ({t['iteration_s']['iqr']:.3f})"
-            torch_sps = _fmt(t["samples_per_s"], 1)
-            torch_rss = _fmt(t["peak_rss_mb"], 0)
-        lines.append(
-            f"| {r['label']} | {r['iteration_s']['median']:.3f} ({r['iteration_s']['iqr']:.3f}) | {torch_s} "
-            f"| {_fmt(r['samples_per_s'], 1)} | {torch_sps} | {_fmt(r.get('vs_torch'))} "
-            f"| {_fmt(r['peak_rss_mb'], 0)} | {torch_rss} | {_fmt(r.get('rss_vs_torch'))} "
-            f"| {_fmt(r['compile_s'], 1)} |"
-        )
+    lines += tc.comparison_table(results, references, "Keras compile s")
     if references:
         lines += [
             "",
@@ -398,30 +276,10 @@ def markdown_table(results, references, meta):
         + "; ".join(checks)
         + ".",
     ]
-    if meta.get("torch_failures"):
-        lines += ["", f"PyTorch runs with no result: {meta['torch_failures']}."]
-    if meta.get("command"):
-        lines += ["", f"Command: `{meta['command']}`"]
-    if meta.get("notes"):
-        lines += ["", meta["notes"]]
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + tc.markdown_tail(meta))
 
 
-def _versions():
-    import keras
-    import keras_hub
-    import tensorflow as tf
-
-    return (
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, KerasHub {keras_hub.__version__}"
-    )
-
-
-def _per_backbone_text(values):
-    if len(set(values.values())) <= 1:
-        return str(next(iter(values.values()), ""))
-    return " / ".join(f"{v} ({bb})" for bb, v in values.items())
+_versions = tc.versions  # (tests replace it)
 
 
 def run_benchmark(
@@ -446,72 +304,38 @@ def run_benchmark(
     for case in cases:
         s = settings_for(case.backbone)
         if torch_python:
-            runs = []
-            for threads in torch_threads:
-                log(
-                    f"PyTorch Self-MM {case.backbone} B={case.batch_size} threads={threads or 'default'} ..."
-                )
-                try:
-                    t = run_torch(case.backbone, case.batch_size, s, torch_python, threads, timeout)
-                except subprocess.TimeoutExpired:
-                    log(f"  no result within {timeout} s: skipped")
-                    failures.append(
-                        {
-                            "backbone": case.backbone,
-                            "batch_size": case.batch_size,
-                            "threads": threads,
-                        }
-                    )
-                    continue
-                log(
-                    f"  {t['iteration_s']['median']:.3f} s/batch, {t['samples_per_s']:.1f} samples/s,"
-                    f" peak RSS {t['peak_rss_mb']:.0f} MiB"
-                )
-                runs.append(t)
-            if runs:
-                best = max(runs, key=lambda r: r["samples_per_s"])
-                for t in runs:
-                    t["is_reference"] = t is best
-                references += runs
+            references += tc.reference_runs(
+                case,
+                torch_threads,
+                functools.partial(run_torch, case.backbone, case.batch_size, s, torch_python),
+                timeout,
+                failures,
+                log,
+                name="PyTorch Self-MM",
+                zero_threads="default",
+                errors=(subprocess.TimeoutExpired,),
+                no_result=lambda exc: f"no result within {timeout} s: skipped",
+                digits=1,
+            )
         log(f"Keras SelfMM {case.label} ...")
         r = run_case_isolated(case, s, timeout) if isolate else measure_case(case, s)
-        log(
-            f"  {r['iteration_s']['median']:.3f} s/batch (IQR {r['iteration_s']['iqr']:.3f}),"
-            f" {r['samples_per_s']:.1f} samples/s, compile {r['compile_s']:.1f} s,"
-            f" peak RSS {r['peak_rss_mb']:.0f} MiB"
-        )
+        log(tc.keras_summary(r, 1, "compile"))
         results.append(r)
-    add_ratios(results, references)
     backbones = [bb for bb in BACKBONES if any(c.backbone == bb for c in cases)]
-    torch_versions = ""
-    if references:
-        t = references[0]
-        torch_versions = (
-            f"torch {t['torch_version']}, transformers {t['transformers_version']},"
-            f" mmsa {t['mmsa_version']}"
-        )
-    meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
-        "versions": _versions(),
-        "torch_versions": torch_versions,
-        "load_before": load_before,
-        "load_after": os.getloadavg()[0],
-        "num_train": settings_for(backbones[0] if backbones else "tiny").num_train,
-        "settings": {bb: settings_for(bb).to_dict() for bb in backbones},
-        "repeats_text": _per_backbone_text({bb: settings_for(bb).repeats for bb in backbones}),
-        "warmup_text": _per_backbone_text({bb: settings_for(bb).warmup for bb in backbones}),
-        "torch_failures": failures,
-        "command": command,
-        "notes": notes,
-    }
-    report = {"meta": meta, "results": results, "torch_reference": references}
+    report = tc.report(
+        cases,
+        settings_for,
+        results,
+        references,
+        failures,
+        load_before,
+        _versions,
+        num_train=settings_for(backbones[0] if backbones else "tiny").num_train,
+        command=command,
+        notes=notes,
+    )
     if out_dir is not None:
-        out = pathlib.Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / JSON_NAME).write_text(json.dumps(report, indent=1))
-        (out / MD_NAME).write_text(markdown_table(results, references, meta))
+        tc.write_report(report, out_dir, JSON_NAME, MD_NAME, markdown_table)
     return report
 
 
@@ -530,14 +354,7 @@ def parser():
     )
     p.add_argument("--out", default="benchmarks/results/training")
     p.add_argument("--quick", action="store_true", help="tiny BERT only, 3 repeats")
-    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
-    p.add_argument(
-        "--repeats", type=int, default=None, help="timed iterations (default tiny 5, base 3)"
-    )
-    p.add_argument(
-        "--warmup", type=int, default=None, help="warm-up iterations (default tiny 1, base 0)"
-    )
+    tc.add_case_flags(p, BACKBONES, BATCH_SIZES)
     p.add_argument(
         "--num-train", type=int, default=MOSI_TRAIN_EXAMPLES, help="N, the train set size"
     )
@@ -553,9 +370,7 @@ def parser():
         "2-core machine one thread can be several times faster than two)",
     )
     p.add_argument("--timeout", type=int, default=3600, help="seconds per subprocess")
-    p.add_argument("--notes", default="", help="free text appended to the markdown")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return tc.add_report_flags(p)
 
 
 @common.one_line_errors
@@ -586,16 +401,9 @@ def main(argv=None):
         notes=args.notes,
         log=lambda msg: print(msg, flush=True),
     )
-    print(
-        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, JSON_NAME)}"
-        f" in {time.perf_counter() - start:.0f}s"
-    )
+    tc.finished(report, args.out, JSON_NAME, start)
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        common.set_environment()
-        _worker(sys.argv[2:])
-    else:
-        sys.exit(main())
+    tc.script_entry(_worker, main)

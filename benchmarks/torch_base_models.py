@@ -24,19 +24,16 @@ threads.
 
 import argparse
 import importlib
-import json
 import os
-import resource
-import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 MODELS = ("tfn", "lmf", "mfn", "ef_lstm", "bert_mag")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import mmsa_config, summary_stats
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import mmsa_config, summary_stats
+    import benchmarks.torch_common as torch_common
 
 
 def main():
@@ -62,7 +59,7 @@ def main():
         torch.set_num_threads(args.threads)
     data = np.load(args.batches)
     n, batch_size, text_len = data["token_ids"].shape
-    config = mmsa_config(args.model)
+    config = torch_common.mmsa_config(args.model)
     config.update(
         train_mode="regression",
         num_classes=1,
@@ -162,34 +159,14 @@ def main():
         optimizer.step()
         return float(loss.detach())
 
-    t0 = time.perf_counter()
-    iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(args.warmup):
-        iteration(1 + i)
-    walls, cpus = [], []
-    for r in range(args.repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        iteration(1 + args.warmup + r)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    wall = summary_stats(walls)
+    first, _, walls, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     result = {
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "model": args.model,
         "batch_size": int(batch_size),
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "times_s": walls,
-        "samples_per_s": batch_size / wall["median"],
-        "first_iteration_s": first,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
+        **torch_common.timing_fields(batch_size, first, walls, cpus),
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+    torch_common.write_result(args.out, result)
 
 
 if __name__ == "__main__":

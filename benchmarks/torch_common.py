@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import time
 
 # BERT sizes of a config-built, randomly initialised BERT (no download): keras_mmsa's "tiny" and bert-base.
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
@@ -63,3 +64,72 @@ def reference_parser(prog, description, batches_of):
     )
     p.add_argument("--out", required=True)
     return p
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process, MiB (Linux `ru_maxrss` is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_iterations(iteration, warmup, repeats):
+    """Calls `iteration(i)` once (the first, untimed in the statistics), `warmup` more times, then `repeats`
+    timed times. Returns `(first_s, outs, walls, cpus)`: the first call's seconds and, per timed call, its
+    return value, wall and process-CPU seconds."""
+    t0 = time.perf_counter()
+    iteration(0)
+    first = time.perf_counter() - t0
+    for i in range(warmup):
+        iteration(1 + i)
+    outs, walls, cpus = [], [], []
+    for r in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        outs.append(iteration(1 + warmup + r))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return first, outs, walls, cpus
+
+
+def timing_fields(batch_size, first, times, cpus, **parts):
+    """A result's timing fields: iteration_s and iteration_cpu_s (statistics of `times` and `cpus`), the
+    statistics of each of `parts` (name -> seconds per timed iteration), times_s, samples_per_s,
+    first_iteration_s."""
+    wall = summary_stats(times)
+    return {
+        "iteration_s": wall,
+        "iteration_cpu_s": summary_stats(cpus),
+        **{name: summary_stats(seconds) for name, seconds in parts.items()},
+        "times_s": times,
+        "samples_per_s": batch_size / wall["median"],
+        "first_iteration_s": first,
+    }
+
+
+def write_result(path, result, **extra):
+    """Writes `result` as JSON to `path`, followed by peak_rss_mb, torch_version, `extra` (other versions,
+    ...), threads and load_average."""
+    import torch
+
+    result = {
+        **result,
+        "peak_rss_mb": peak_rss_mb(),
+        "torch_version": torch.__version__,
+        **extra,
+        "threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
+    }
+    with open(path, "w") as f:
+        json.dump(result, f)
+
+
+def split_timing_fields(batch_size, first, parts, cpus, *names):
+    """`timing_fields` of iterations timed in parts: `parts` holds per timed iteration the seconds of each
+    part (in the order of `names`); an iteration's time is their sum."""
+    return timing_fields(
+        batch_size,
+        first,
+        [sum(p) for p in parts],
+        cpus,
+        **{name: [p[k] for p in parts] for k, name in enumerate(names)},
+    )

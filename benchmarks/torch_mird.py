@@ -29,9 +29,7 @@ samples_per_s, peak_rss_mb, finite_losses, clubs_trained, the patches, versions,
 """
 
 import importlib
-import json
 import os
-import resource
 import sys
 import time
 import types
@@ -39,9 +37,9 @@ import types
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import BASE, TINY, reference_parser, summary_stats
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import BASE, TINY, reference_parser, summary_stats
+    import benchmarks.torch_common as torch_common
 
 TRAIN_SCRIPT = "run_training_recon_mim"
 
@@ -164,7 +162,9 @@ def load_official(src, sizes, vocab, audio_dim, vision_dim, batch_size):
 
 
 def main():
-    p = reference_parser("torch_mird.py", __doc__.splitlines()[0], "mird_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_mird.py", __doc__.splitlines()[0], "mird_throughput.py"
+    )
     p.add_argument("--mird-src", required=True, help="a copy of github.com/qianfan1996/MIRD")
     p.add_argument(
         "--num-train-steps",
@@ -183,7 +183,7 @@ def main():
     data = np.load(args.batches)
     n, batch_size, _ = data["token_ids"].shape
     audio_dim, vision_dim = int(data["audio"].shape[-1]), int(data["vision"].shape[-1])
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
     vocab = args.vocab_size or (
         30522 if args.backbone == "base" else int(data["token_ids"].max()) + 1
     )
@@ -229,47 +229,30 @@ def main():
         losses.append(loss)
         return marks[0] - t0, t1 - marks[0]
 
-    t0 = time.perf_counter()
-    iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(args.warmup):
-        iteration(1 + i)
-    parts, cpus = [], []
-    for r in range(args.repeats):
-        c0 = time.process_time()
-        parts.append(iteration(1 + args.warmup + r))
-        cpus.append(time.process_time() - c0)
-    total = [sum(x) for x in parts]
-    wall = summary_stats(total)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     club_after = [q.detach() for c in clubs for q in c.parameters()]
     result = {
         "implementation": f"official MIRD (qianfan1996/MIRD, {TRAIN_SCRIPT}.train_epoch), PyTorch",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
         "vocabulary_size": vocab,
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "model_update_s": summary_stats([x[0] for x in parts]),
-        "club_updates_s": summary_stats([x[1] for x in parts]),
-        "times_s": total,
-        "samples_per_s": batch_size / wall["median"],
-        "first_iteration_s": first,
+        **torch_common.split_timing_fields(
+            batch_size, first, parts, cpus, "model_update_s", "club_updates_s"
+        ),
         "finite_losses": bool(np.all(np.isfinite(losses))),
         "clubs_trained": any(not torch.equal(a, b) for a, b in zip(club_before, club_after)),
         "parameters": sum(q.numel() for q in model.parameters()),
         "club_parameters": sum(q.numel() for c in clubs for q in c.parameters()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "official_argv": official_argv(
+    }
+    torch_common.write_result(
+        args.out,
+        result,
+        transformers_version=transformers.__version__,
+        official_argv=official_argv(
             sizes["hidden_size"], vocab, audio_dim, vision_dim, int(batch_size)
         )[1:],
-        "patches": [{"patch": what, "why": why} for what, why in PATCHES],
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-    }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+        patches=[{"patch": what, "why": why} for what, why in PATCHES],
+    )
 
 
 if __name__ == "__main__":

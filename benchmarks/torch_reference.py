@@ -26,21 +26,21 @@ stage2_s, samples_per_s, peak_rss_mb, torch_version, threads.
 """
 
 import importlib
-import json
 import os
-import resource
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import BASE, TINY, reference_parser, summary_stats  # noqa: F401
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import BASE, TINY, reference_parser, summary_stats  # noqa: F401
+    import benchmarks.torch_common as torch_common
 
 
 def main():
-    p = reference_parser("torch_reference.py", __doc__.splitlines()[0], "training_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_reference.py", __doc__.splitlines()[0], "training_throughput.py"
+    )
     args = p.parse_args()
 
     import numpy as np
@@ -58,7 +58,7 @@ def main():
         torch.set_num_threads(args.threads)
     data = np.load(args.batches)
     n, batch_size, text_len = data["token_ids"].shape
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
 
     class RandomBert(nn.Module):
         """mmsa's BertTextEncoder with a config-built, randomly initialised BERT (no download)."""
@@ -163,38 +163,14 @@ def main():
         trainer.train_others({"train": [b]})
         return t1 - t0, time.perf_counter() - t1
 
-    t0 = time.perf_counter()
-    iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(args.warmup):
-        iteration(1 + i)
-    s1, s2, cpus = [], [], []
-    for r in range(args.repeats):
-        c0 = time.process_time()
-        a, b = iteration(1 + args.warmup + r)
-        cpus.append(time.process_time() - c0)
-        s1.append(a)
-        s2.append(b)
-    total = [a + b for a, b in zip(s1, s2)]
-    wall = summary_stats(total)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     result = {
         "implementation": "mmsa 2.2.1 (PyTorch)",
         "backbone": args.backbone,
         "batch_size": int(batch_size),
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "stage1_s": summary_stats(s1),
-        "stage2_s": summary_stats(s2),
-        "times_s": total,
-        "samples_per_s": batch_size / wall["median"],
-        "first_iteration_s": first,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "torch_version": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
+        **torch_common.split_timing_fields(batch_size, first, parts, cpus, "stage1_s", "stage2_s"),
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+    torch_common.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -29,23 +29,23 @@ step_s, samples_per_s, peak_rss_mb, labels_updated, torch/transformers/mmsa vers
 """
 
 import importlib
-import json
 import os
-import resource
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 try:  # run as `python benchmarks/<script>.py` (its folder on the path) or imported as benchmarks.<script>
-    from torch_common import BASE, TINY, mmsa_config, reference_parser, summary_stats
+    import torch_common
 except ImportError:
-    from benchmarks.torch_common import BASE, TINY, mmsa_config, reference_parser, summary_stats
+    import benchmarks.torch_common as torch_common
 TASKS = "MTAV"
 NAME_MAP = {"M": "fusion", "T": "text", "A": "audio", "V": "vision"}
 
 
 def main():
-    p = reference_parser("torch_self_mm.py", __doc__.splitlines()[0], "self_mm_throughput.py")
+    p = torch_common.reference_parser(
+        "torch_self_mm.py", __doc__.splitlines()[0], "self_mm_throughput.py"
+    )
     p.add_argument(
         "--epoch", type=int, default=2, help="mmsa's epoch counter (>= 2: labels update)"
     )
@@ -68,7 +68,7 @@ def main():
     n, batch_size, text_len = data["token_ids"].shape
     train_labels = torch.from_numpy(data["train_labels"].astype("float32"))
     num_train = int(train_labels.shape[0])
-    sizes = BASE if args.backbone == "base" else TINY
+    sizes = torch_common.BASE if args.backbone == "base" else torch_common.TINY
     vocab = args.vocab_size or (
         30522 if args.backbone == "base" else int(data["token_ids"].max()) + 1
     )
@@ -87,7 +87,7 @@ def main():
 
     model_module.BertTextEncoder = RandomBert  # the name mmsa's SELF_MM module instantiates
 
-    cfg = mmsa_config("self_mm", "mosi")
+    cfg = torch_common.mmsa_config("self_mm", "mosi")
     cfg.update(
         train_mode="regression",
         dataset_name="mosi",
@@ -188,18 +188,7 @@ def main():
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
 
-    t0 = time.perf_counter()
-    iteration(0)
-    first = time.perf_counter() - t0
-    for i in range(args.warmup):
-        iteration(1 + i)
-    parts, cpus = [], []
-    for r in range(args.repeats):
-        c0 = time.process_time()
-        parts.append(iteration(1 + args.warmup + r))
-        cpus.append(time.process_time() - c0)
-    total = [sum(x) for x in parts]
-    wall = summary_stats(total)
+    first, parts, _, cpus = torch_common.time_iterations(iteration, args.warmup, args.repeats)
     mmsa_version = "2.2.1"
     try:
         from importlib.metadata import version
@@ -214,26 +203,19 @@ def main():
         "num_train_examples": num_train,
         "epoch": args.epoch,
         "gradient_accumulation": 1,
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "forward_backward_s": summary_stats([x[0] for x in parts]),
-        "ulgm_s": summary_stats([x[1] for x in parts]),
-        "step_s": summary_stats([x[2] for x in parts]),
-        "times_s": total,
-        "samples_per_s": batch_size / wall["median"],
-        "first_iteration_s": first,
+        **torch_common.split_timing_fields(
+            batch_size, first, parts, cpus, "forward_backward_s", "ulgm_s", "step_s"
+        ),
         "finite_losses": bool(np.all(np.isfinite(losses))),
         # whether update_labels ran and moved the text labels off their initial (multimodal) values
         "labels_updated": bool((trainer.label_map["text"] != train_labels).any()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "mmsa_version": mmsa_version,
-        "threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+    torch_common.write_result(
+        args.out,
+        result,
+        transformers_version=transformers.__version__,
+        mmsa_version=mmsa_version,
+    )
 
 
 if __name__ == "__main__":

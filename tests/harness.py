@@ -1,10 +1,14 @@
 """The shared test harness of base models and methods: tiny inputs, a tiny MMIM, the base-model contract checks.
 
 Every base model's test calls `check_base_model(base, batch)`: serialization round trip, eager and XLA calls,
-the encode/fuse/head contract, and one `fit` batch of the base model alone (`Supervised`).
+the encode/fuse/head contract, and one `fit` batch of the base model alone (`Supervised`). The throughput
+benchmarks' tests take their fake results from here (`fake_keras_result`, `fake_torch_result`).
 """
 
+import dataclasses
 import inspect
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -113,3 +117,60 @@ def check_base_model(base, batch, optimizers, shapes=SHAPES):
     moved = [not np.allclose(b, np.array(v)) for b, v in zip(before, base.trainable_variables)]
     assert any(moved)
     return model
+
+
+# The method-vs-PyTorch throughput benchmarks (benchmarks/throughput_common.py): fake results of each side.
+
+
+def fake_keras_result(case, per_s, rss, compile_s, **fields):
+    """A Keras-side result of `case` at `per_s` samples/s and `rss` MiB peak, with the method's `fields`."""
+    return {
+        "case": dataclasses.asdict(case),
+        "label": case.label,
+        "backbone": case.backbone,
+        "batch_size": case.batch_size,
+        "iteration_s": {"median": case.batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.01},
+        "samples_per_s": per_s,
+        "compile_s": compile_s,
+        "peak_rss_mb": rss,
+        "finite_losses": True,
+        **fields,
+    }
+
+
+def fake_torch_result(backbone, batch_size, per_s, rss, threads, **fields):
+    """A PyTorch-side result at `per_s` samples/s and `rss` MiB peak, with the script's own `fields`."""
+    return {
+        "backbone": backbone,
+        "batch_size": batch_size,
+        "iteration_s": {"median": batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.02},
+        "samples_per_s": per_s,
+        "peak_rss_mb": rss,
+        "threads": threads,
+        "torch_version": "2.13.0+cpu",
+        "transformers_version": "4.57.6",
+        "finite_losses": True,
+        **fields,
+    }
+
+
+def fake_benchmark_sides(monkeypatch, bm, fake_torch, keras_result, calls):
+    """Replaces the benchmark module `bm`'s PyTorch runs by `fake_torch`, its Keras runs by
+    `keras_result(case)` (each noted in `calls`) and its version lookup."""
+
+    def fake_keras(case, settings, timeout):
+        calls.append(("keras", case.backbone, case.batch_size))
+        return keras_result(case)
+
+    monkeypatch.setattr(bm, "run_torch", fake_torch)
+    monkeypatch.setattr(bm, "run_case_isolated", fake_keras)
+    monkeypatch.setattr(bm, "_versions", lambda: "TensorFlow x")
+
+
+def run_script(script, *args, timeout=1200):
+    """`python script args...` with this interpreter; asserts it succeeds."""
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -1,14 +1,13 @@
 """The MIRD throughput benchmark (benchmarks/mird_throughput.py): its pure pieces, the Keras side's step on small
 batches, and (marked large, with a PyTorch environment and a copy of the official code) the official step."""
 
-import dataclasses
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from harness import fake_benchmark_sides, fake_keras_result, fake_torch_result, run_script
 
 from benchmarks import mird_throughput as bm
 from benchmarks import torch_mird
@@ -49,44 +48,34 @@ def test_official_flags_carry_the_data_and_bert_sizes():
 
 
 def _keras(case, per_s, rss):
-    return {
-        "case": dataclasses.asdict(case),
-        "label": case.label,
-        "backbone": case.backbone,
-        "batch_size": case.batch_size,
-        "iteration_s": {"median": case.batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.01},
-        "samples_per_s": per_s,
-        "compile_s": 30.0,
-        "peak_rss_mb": rss,
-        "finite_losses": True,
-        "clubs_trained": True,
-        "club_updates_per_iteration": 5.0,
-        "model_updates_per_iteration": 1.0,
-        "parameters": 500_000,
-        "club_parameters": 68_864,
-    }
+    return fake_keras_result(
+        case,
+        per_s,
+        rss,
+        30.0,
+        clubs_trained=True,
+        club_updates_per_iteration=5.0,
+        model_updates_per_iteration=1.0,
+        parameters=500_000,
+        club_parameters=68_864,
+    )
+
+
+_STAT = {"median": 0.5, "min": 0.5, "max": 0.5, "iqr": 0.0}
+# the official MIRD side's own fields
+_TORCH_FIELDS = dict(
+    model_update_s=_STAT,
+    club_updates_s=_STAT,
+    clubs_trained=True,
+    parameters=870_000,
+    club_parameters=25_536,
+    official_argv=["--orig_d_a", "5"],
+    patches=[{"patch": what, "why": why} for what, why in torch_mird.PATCHES],
+)
 
 
 def _torch(backbone, batch_size, per_s, rss, threads=1):
-    stat = {"median": 0.5, "min": 0.5, "max": 0.5, "iqr": 0.0}
-    return {
-        "backbone": backbone,
-        "batch_size": batch_size,
-        "iteration_s": {"median": batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.02},
-        "samples_per_s": per_s,
-        "peak_rss_mb": rss,
-        "model_update_s": stat,
-        "club_updates_s": stat,
-        "threads": threads,
-        "torch_version": "2.13.0+cpu",
-        "transformers_version": "4.57.6",
-        "finite_losses": True,
-        "clubs_trained": True,
-        "parameters": 870_000,
-        "club_parameters": 25_536,
-        "official_argv": ["--orig_d_a", "5"],
-        "patches": [{"patch": what, "why": why} for what, why in torch_mird.PATCHES],
-    }
+    return fake_torch_result(backbone, batch_size, per_s, rss, threads, **_TORCH_FIELDS)
 
 
 def test_run_benchmark_orders_torch_before_keras_and_writes_after_every_case(tmp_path, monkeypatch):
@@ -98,13 +87,9 @@ def test_run_benchmark_orders_torch_before_keras_and_writes_after_every_case(tmp
             raise subprocess.TimeoutExpired("torch_mird.py", timeout)
         return _torch(case.backbone, case.batch_size, 10.0 if threads == 1 else 5.0, 700.0, threads)
 
-    def fake_keras(case, settings, timeout):
-        calls.append(("keras", case.backbone, case.batch_size))
-        return _keras(case, 100.0, 1400.0)
-
-    monkeypatch.setattr(bm, "run_torch", fake_torch)
-    monkeypatch.setattr(bm, "run_case_isolated", fake_keras)
-    monkeypatch.setattr(bm, "_versions", lambda: "TensorFlow x")
+    fake_benchmark_sides(
+        monkeypatch, bm, fake_torch, lambda case: _keras(case, 100.0, 1400.0), calls
+    )
     cases = bm.default_cases(batch_sizes=(32,))
     report = bm.run_benchmark(
         cases,
@@ -202,18 +187,6 @@ def test_official_step_runs_on_the_same_batches(tmp_path):
 
 @pytest.mark.large
 def test_quick_keras_run_end_to_end(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            bm.__file__,
-            "--quick",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script(bm.__file__, "--quick", "--out", str(tmp_path))
     (r,) = json.loads((tmp_path / bm.JSON_NAME).read_text())["results"]
     assert r["finite_losses"] and r["clubs_trained"] and r["samples_per_s"] > 0

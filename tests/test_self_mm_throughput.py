@@ -1,15 +1,13 @@
 """The Self-MM throughput benchmark's pure pieces (the real run: benchmarks/self_mm_throughput.py)."""
 
 import ast
-import dataclasses
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from harness import fake_benchmark_sides, fake_keras_result, fake_torch_result, run_script
 
 from benchmarks import self_mm_throughput as bm
 
@@ -63,38 +61,18 @@ def test_cases():
 
 
 def _keras(case, per_s, rss):
-    return {
-        "case": dataclasses.asdict(case),
-        "label": case.label,
-        "backbone": case.backbone,
-        "batch_size": case.batch_size,
-        "iteration_s": {"median": case.batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.01},
-        "samples_per_s": per_s,
-        "compile_s": 12.0,
-        "peak_rss_mb": rss,
-        "finite_losses": True,
-        "labels_updated": True,
-    }
+    return fake_keras_result(case, per_s, rss, 12.0, labels_updated=True)
+
+
+_STAT = {"median": 0.1, "min": 0.1, "max": 0.1, "iqr": 0.0}
+# mmsa's Self-MM side's own fields
+_TORCH_FIELDS = dict(
+    forward_backward_s=_STAT, ulgm_s=_STAT, step_s=_STAT, mmsa_version="2.2.1", labels_updated=True
+)
 
 
 def _torch(backbone, batch_size, per_s, rss, threads=1):
-    stat = {"median": 0.1, "min": 0.1, "max": 0.1, "iqr": 0.0}
-    return {
-        "backbone": backbone,
-        "batch_size": batch_size,
-        "iteration_s": {"median": batch_size / per_s, "min": 0.0, "max": 1.0, "iqr": 0.02},
-        "samples_per_s": per_s,
-        "peak_rss_mb": rss,
-        "forward_backward_s": stat,
-        "ulgm_s": stat,
-        "step_s": stat,
-        "threads": threads,
-        "torch_version": "2.13.0+cpu",
-        "transformers_version": "4.57.6",
-        "mmsa_version": "2.2.1",
-        "finite_losses": True,
-        "labels_updated": True,
-    }
+    return fake_torch_result(backbone, batch_size, per_s, rss, threads, **_TORCH_FIELDS)
 
 
 def test_ratios_and_markdown():
@@ -136,13 +114,9 @@ def test_run_benchmark_orders_torch_before_keras_and_writes_both_files(tmp_path,
         calls.append(("torch", backbone, batch_size, threads))
         return _torch(backbone, batch_size, 50.0 if threads == 1 else 25.0, 700.0, threads or 2)
 
-    def fake_keras(case, settings, timeout):
-        calls.append(("keras", case.backbone, case.batch_size))
-        return _keras(case, 100.0, 1400.0)
-
-    monkeypatch.setattr(bm, "run_torch", fake_torch)
-    monkeypatch.setattr(bm, "run_case_isolated", fake_keras)
-    monkeypatch.setattr(bm, "_versions", lambda: "TensorFlow x")
+    fake_benchmark_sides(
+        monkeypatch, bm, fake_torch, lambda case: _keras(case, 100.0, 1400.0), calls
+    )
     cases = bm.default_cases(quick=True)
     report = bm.run_benchmark(
         cases, out_dir=tmp_path, torch_python="python", torch_threads=(0, 1), log=lambda m: None
@@ -187,25 +161,11 @@ def test_torch_side_imports_nothing_of_keras_mmsa(script):
 @pytest.mark.large
 @pytest.mark.skipif(not os.path.exists(TORCH_PYTHON), reason="no PyTorch environment with mmsa")
 def test_quick_run_end_to_end(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "self_mm_throughput.py"),
-            "--quick",
-            "--batch-sizes",
-            "16",
-            "--repeats",
-            "2",
-            "--torch-python",
-            TORCH_PYTHON,
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
+    run_script(
+        REPO / "benchmarks" / "self_mm_throughput.py",
+        *("--quick", "--batch-sizes", "16", "--repeats", "2"),
+        *("--torch-python", TORCH_PYTHON, "--out", str(tmp_path)),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / bm.JSON_NAME).read_text())
     (r,) = report["results"]
     assert r["vs_torch"] > 0 and r["rss_vs_torch"] > 0
