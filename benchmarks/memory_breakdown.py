@@ -215,7 +215,7 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": f"{platform.platform()} ({os.cpu_count()} CPUs)",
         "load_before": [round(v, 2) for v in os.getloadavg()],
-        "command": common.command_line("benchmarks/memory_breakdown.py", argv),
+        "command": common.command_line("memory_breakdown.py", argv),
     }
     results = []
     for backbone in args.backbones:
