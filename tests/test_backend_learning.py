@@ -104,6 +104,8 @@ def best_epoch_mae(model, x, y, epochs=8):
     history = model.fit(dataset(x, y), validation_data=dataset(x, y), epochs=epochs, verbose=0)
     mae, constant = min(history.history["val_loss"]), constant_mae(y)
     name = type(model).__name__
+    if isinstance(model, Supervised):
+        name += f"({type(model.backbone).__name__})"
     print(f"{keras.backend.backend()}: {name} best MAE {mae:.3f} vs constant {constant:.3f}")
     return mae, constant, history
 
