@@ -15,12 +15,12 @@ checks take the best epoch too (`val_loss` on the training set is its MAE).
 
 Cost: the file is in the default suite, which is near its budget, so every check compiles its step with XLA
 only on JAX (`JIT`): on TensorFlow, XLA's compilation costs more than the few steps it speeds up (measured
-here: Supervised + MMIM 116 s with XLA, 55 s without), while JAX without jit runs op by op. MIRD's
-graph costs ~60 s to trace on TensorFlow, so its check runs eagerly there (51 s for 5 epochs, 84 s in a graph). The six base models of MDM alone
-(EF-LSTM, TFN, LMF, MFN, MAG-BERT, MAG-XLNet) are `large` on TensorFlow (there each base model's own tests
-train it: one batch in the contract check of the default suite, the aligned ones' learning tests under -m
-large; MDM's check here trains TFN) and in the default selection on JAX, where this file is their only
-training check.
+here: Supervised + MMIM 116 s with XLA, 55 s without), while JAX without jit runs op by op. MIRD's graph
+costs ~60 s to trace on TensorFlow, so its check runs eagerly there (51 s for 5 epochs, 84 s in a graph).
+The six base models of MDM alone (EF-LSTM, TFN, LMF, MFN, MAG-BERT, MAG-XLNet) are `large` on TensorFlow
+(there each base model's own tests train it: one batch in the contract check of the default suite, the
+aligned ones' learning tests under -m large; MDM's check here trains TFN) and in the default selection on
+JAX, where this file is their only training check.
 """
 
 import keras
