@@ -297,21 +297,9 @@ def three_backends_table(report):
             continue
         tf_r = on_tf.get((c["model"], c["text"], c["batch_size"]))
         ref = refs.get(_reference_key(c))
-        cells = []
-        for x in (tf_r, r, ref):
-            if x is None:
-                cells += ["", "", ""]
-            else:
-                cells += [
-                    _fmt(x["iteration_s"]["median"], 4),
-                    _fmt(x["samples_per_s"], 1),
-                    _fmt(x["peak_rss_mb"], 0),
-                ]
-        ratio = lambda a, b: _fmt(a["samples_per_s"] / b["samples_per_s"]) if a and b else ""  # noqa: E731
+        cells = common.backend_row_cells(tf_r, r, ref, digits=4)
         rows.append(
-            f"| {c['model']} ({c['text']}) B={c['batch_size']} | "
-            + " | ".join(cells)
-            + f" | {ratio(r, tf_r)} | {ratio(tf_r, ref)} | {ratio(r, ref)} |"
+            f"| {c['model']} ({c['text']}) B={c['batch_size']} | " + " | ".join(cells) + " |"
         )
     if not rows:
         return []

@@ -96,3 +96,26 @@ def one_line_errors(main):
             return 2 if user else 1
 
     return wrapper
+
+
+def backend_row_cells(tf_result, jax_result, reference, digits=3):
+    """The cells of one row of a three-column throughput table: s per iteration (`digits`), samples/s and peak
+    RSS of the TensorFlow result, the JAX result and the PyTorch reference (empty cells for a missing one), then
+    the throughput ratios JAX / TF, TF / torch and JAX / torch."""
+
+    def fmt(x, d):
+        return "" if x is None else f"{x:.{d}f}"
+
+    cells = []
+    for r in (tf_result, jax_result, reference):
+        if r is None:
+            cells += ["", "", ""]
+        else:
+            cells += [
+                fmt(r["iteration_s"]["median"], digits),
+                fmt(r["samples_per_s"], 1),
+                fmt(r["peak_rss_mb"], 0),
+            ]
+    for a, b in ((jax_result, tf_result), (tf_result, reference), (jax_result, reference)):
+        cells.append(fmt(a["samples_per_s"] / b["samples_per_s"], 2) if a and b else "")
+    return cells

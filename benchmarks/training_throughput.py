@@ -379,44 +379,24 @@ def run_torch_reference(
     Runs `torch_reference.py` (beside this module) in that interpreter's environment, which must
     have torch and mmsa (see the script's docstring); returns its result dict.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "batches.npz")
-        vocab = (
-            BASE_BERT["vocabulary_size"]
-            if backbone == "base"
-            else _vocabulary_size(Case(backbone="tiny"))
-        )
-        save_batches(
+    from benchmarks import throughput_common  # imports this module: not at module level
+
+    vocab = throughput_common.vocabulary_size(backbone)
+    return throughput_common.run_reference(
+        torch_python,
+        TORCH_SCRIPT,
+        lambda path: save_batches(
             synthetic_batches(
                 settings.num_batches, batch_size, settings.shapes, vocab, seed=settings.seed
             ),
-            data,
-        )
-        out = os.path.join(tmp, "result.json")
-        cmd = [
-            torch_python,
-            str(TORCH_SCRIPT),
-            "--backbone",
-            backbone,
-            "--batches",
-            data,
-            "--warmup",
-            str(settings.warmup),
-            "--repeats",
-            str(settings.repeats),
-            "--seed",
-            str(settings.seed),
-            "--vocab-size",
-            str(vocab),
-            "--threads",
-            str(threads),
-            "--out",
-            out,
-        ]
-        env = dict(os.environ, TQDM_DISABLE="1")
-        return common.run_json_subprocess(
-            cmd, out, f"PyTorch reference ({backbone})", env=env, timeout=timeout
-        )
+            path,
+        ),
+        settings,
+        backbone,
+        threads,
+        f"PyTorch reference ({backbone})",
+        timeout,
+    )
 
 
 def default_cases(quick=False, backbones=BACKBONES, batch_sizes=(32, 64)):
@@ -526,21 +506,11 @@ def three_backends_table(results, references):
             continue
         tf_r = by_key.get(_key(c, backend="tensorflow"))
         ref = torch.get((c["backbone"], c["batch_size"]))
-        cells = []
-        for x in (tf_r, r, ref):
-            if x is None:
-                cells += ["", "", ""]
-            else:
-                cells += [
-                    _fmt(x["iteration_s"]["median"], 3),
-                    _fmt(x["samples_per_s"], 1),
-                    _fmt(x["peak_rss_mb"], 0),
-                ]
-        ratio = lambda a, b: _fmt(a["samples_per_s"] / b["samples_per_s"]) if a and b else ""  # noqa: E731
+        cells = common.backend_row_cells(tf_r, r, ref, digits=3)
         rows.append(
             f"| {c['backbone']} B={c['batch_size']} per-{c['alternation']} | "
             + " | ".join(cells)
-            + f" | {ratio(r, tf_r)} | {ratio(tf_r, ref)} | {ratio(r, ref)} |"
+            + " |"
         )
     if not rows:
         return []
