@@ -137,3 +137,34 @@ class FeatureStandardizer(keras.layers.Layer):
         config = super().get_config()
         config.update({"epsilon": self.epsilon})
         return config
+
+
+def standardized_modalities(standardize, allowed, owner=""):
+    """A model's `standardize` setting as a list (a string names one modality), each checked to be in
+    `allowed`; `owner` prefixes the error ("MIRD: ...")."""
+    if isinstance(standardize, str):
+        standardize = [standardize]
+    standardize = list(standardize or ())
+    bad = [m for m in standardize if m not in allowed]
+    if bad:
+        prefix = f"{owner}: " if owner else ""
+        raise ValueError(f"{prefix}standardize takes modalities among {tuple(allowed)}; got {bad}")
+    return standardize
+
+
+def adapt_standardizers(standardizers, dataset):
+    """Fits each layer of `{modality: FeatureStandardizer}` on batches `(inputs, label)` or inputs dicts of
+    `dataset`: one streaming pass per modality, nothing but running sums kept in memory."""
+    for m, layer in standardizers.items():
+        layer.adapt(modality_frames(dataset, m))
+
+
+def modality_frames(dataset, m):
+    """Yields (frames, lengths) of modality m from batches of (inputs, label) or of inputs dicts."""
+    for batch in dataset:
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if m not in inputs or f"{m}_lengths" not in inputs:
+            raise ValueError(
+                f"adapt: the batches carry no {m!r}/{m}_lengths keys (keys: {sorted(inputs)})"
+            )
+        yield inputs[m], inputs[f"{m}_lengths"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import keras
 
 from keras_mmsa.configs import bert_lstm_mlp as presets
-from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
+from keras_mmsa.layers.feature_standardizer import (
+    FeatureStandardizer,
+    adapt_standardizers,
+    standardized_modalities,
+)
 from keras_mmsa.layers.mlp_fusion import MLPFusion
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.text_encoder import TextEncoder
@@ -83,12 +87,7 @@ class BertLSTMMLP(MultimodalBackbone):
     ):
         super().__init__(**kwargs)
         modalities = self._set_modalities(modalities, audio_dim, vision_dim)
-        if isinstance(standardize, str):
-            standardize = [standardize]
-        standardize = list(standardize or ())
-        bad = [m for m in standardize if m not in ("audio", "vision")]
-        if bad:
-            raise ValueError(f"standardize takes modalities among ('audio', 'vision'); got {bad}")
+        standardize = standardized_modalities(standardize, ("audio", "vision"))
         self.audio_hidden = audio_hidden
         self.vision_hidden = vision_hidden
         self.audio_out = audio_out
@@ -160,9 +159,7 @@ class BertLSTMMLP(MultimodalBackbone):
             return
         if not self.built:
             raise ValueError(f"{type(self).__name__}.adapt: build the model first")
-        for m, layer in self.standardizers.items():
-            # One streaming pass per standardised modality: nothing but running sums is kept in memory.
-            layer.adapt(_modality_frames(dataset, m))
+        adapt_standardizers(self.standardizers, dataset)
 
     # ------------------------------------------------------------------ workflow protocol
     @classmethod
@@ -198,14 +195,3 @@ class BertLSTMMLP(MultimodalBackbone):
             }
         )
         return config
-
-
-def _modality_frames(dataset, m):
-    """Yields (frames, lengths) of modality m from batches of (inputs, label) or of inputs dicts."""
-    for batch in dataset:
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if m not in inputs or f"{m}_lengths" not in inputs:
-            raise ValueError(
-                f"adapt: the batches carry no {m!r}/{m}_lengths keys (keys: {sorted(inputs)})"
-            )
-        yield inputs[m], inputs[f"{m}_lengths"]

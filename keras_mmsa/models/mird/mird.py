@@ -12,11 +12,14 @@ from keras_mmsa.configs import mird as mird_configs
 from keras_mmsa.data.spec import AUDIO_KEYS, TEXT_KEYS, VISION_KEYS
 from keras_mmsa.engine import MultiStageModel, Stage
 from keras_mmsa.estimators import CLUB
-from keras_mmsa.layers.feature_standardizer import FeatureStandardizer
+from keras_mmsa.layers.feature_standardizer import (
+    FeatureStandardizer,
+    adapt_standardizers,
+    standardized_modalities,
+)
 from keras_mmsa.layers.sequence_decoder import SequenceDecoder
 from keras_mmsa.layers.sequence_encoder import SequenceEncoder
 from keras_mmsa.layers.wsa_text_encoder import WSATextEncoder
-from keras_mmsa.models.bert_lstm_mlp.bert_lstm_mlp import _modality_frames
 from keras_mmsa.models.mird.losses import (
     LOG_EPSILON,
     log_mse,
@@ -250,15 +253,8 @@ class MIRD(MultiStageModel):
         self.text_reconstruction = text_reconstruction
         self.log_epsilon = float(log_epsilon)
         self.clipnorm = clipnorm
-        if isinstance(standardize, str):
-            standardize = [standardize]
-        standardize = list(standardize or ())
-        bad = [m for m in standardize if m not in nonverbal]
-        if bad:
-            raise ValueError(
-                f"MIRD: standardize takes used modalities among {tuple(nonverbal)}; got {bad}"
-            )
-        self.standardize = standardize
+        # only the used audio/vision: the standardised frames feed WSA, the encoders and the decoders' targets
+        self.standardize = standardized_modalities(standardize, nonverbal, owner="MIRD")
         self.standardizers = {m: FeatureStandardizer(name=f"{m}_standardizer") for m in standardize}
         # the number of optimizer steps of the run, for the warm-up schedule (set by `from_run_config`)
         self.total_steps = None
@@ -348,8 +344,7 @@ class MIRD(MultiStageModel):
             return
         if not self.built:
             raise ValueError("MIRD.adapt: build the model first")
-        for m, layer in self.standardizers.items():
-            layer.adapt(_modality_frames(dataset, m))
+        adapt_standardizers(self.standardizers, dataset)
 
     def training_callbacks(self, data, train):
         """The workflow's hook: `CLUBProbe` (fitted on the training split, scored on the validation split)

@@ -44,10 +44,7 @@ def representations(model, batches, max_examples=None, batch_size=256, reader=No
     keys = _keys(model)
     wanted = model.input_keys()
 
-    def select(*batch):
-        x = batch[0] if len(batch) > 1 or isinstance(batch[0], (tuple, list)) else batch[0]
-        if isinstance(x, (tuple, list)):
-            x = x[0]
+    def select(x, *label_and_weight):
         return {k: x[k] for k in wanted}
 
     ds = batches.map(select).unbatch()
