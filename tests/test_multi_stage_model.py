@@ -133,6 +133,30 @@ def test_stage_ids_restrict_updates_to_that_stage(jit):
     assert "fit" not in history.history and history.history["task"][0] > 0.0
 
 
+@pytest.mark.parametrize("how", ["train_on_batch", "fit"])
+def test_a_model_compiled_before_it_is_built_trains_every_group(how):
+    # compile builds the groups' optimizers only when the model is built; here Keras' own first-batch build
+    # must do it. On JAX an unbuilt optimizer had no slots in the step's state and its group silently did not
+    # train (found in the base models' JAX benchmark rows, which compile before building).
+    keras.utils.set_random_seed(1)
+    model = ToyModel()
+    model.compile(
+        optimizers={"critic": keras.optimizers.SGD(0.1), "model": keras.optimizers.Adam(0.05)},
+        jit_compile=True,
+    )
+    model.build()
+    groups = model.variable_groups()
+    critic0, main0 = _snapshot(groups["critic"]), _snapshot(groups["model"])
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    y = x.sum(axis=1)
+    if how == "train_on_batch":
+        model.train_on_batch({"x": x}, y)
+    else:
+        model.fit({"x": x}, y, batch_size=16, epochs=1, verbose=0)
+    assert all(_changed(critic0, groups["critic"])), "the critic's group must train"
+    assert all(_changed(main0, groups["model"])), "the model's group must train"
+
+
 def test_per_batch_mode_runs_every_stage_and_reports_every_log():
     model = _model()
     groups = model.variable_groups()

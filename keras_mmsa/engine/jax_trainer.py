@@ -212,6 +212,12 @@ class JaxStageTrainer:
         values = dict(values)
         for group in stage.groups:
             opt = self.stage_optimizers[group]
+            if not opt.built:
+                # its slots are not in the state: stateless_apply would update nothing, silently
+                raise ValueError(
+                    f"stage {stage.name!r}: the optimizer of group {group!r} is not built; build the "
+                    "model before compiling it, or train it with fit / train_on_batch, which build it"
+                )
             targets = list(opt._trainable_variables)
             group_grads = [by_var.get(id(v)) for v in targets]
             if all(g is None for g in group_grads):

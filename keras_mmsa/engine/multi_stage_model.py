@@ -172,6 +172,15 @@ class MultiStageModel(StageTrainer, keras.Model):
         if self.built:
             self.build_optimizers()
 
+    def _symbolic_build(self, *args, **kwargs):
+        # Keras' fit / train_on_batch build the model here on the first batch (every backend); the groups'
+        # optimizers are built right after, also for a model compiled before it was built (compile builds
+        # them only when the model already is). The JAX trainer's state is read after this point: an unbuilt
+        # optimizer there would have no slots and its group would silently not train.
+        super()._symbolic_build(*args, **kwargs)
+        if getattr(self, "stage_optimizers", None):
+            self.build_optimizers()
+
     def _stage_groups(self):
         return {g for st in self.stages() for g in st.groups}
 

@@ -28,12 +28,6 @@ class TensorFlowStageTrainer:
             install_xla_dropout()
 
     # ------------------------------------------------------------------ building
-    def _symbolic_build(self, *args, **kwargs):
-        # Keras builds the model on the first batch here; our optimizers are built right after.
-        super()._symbolic_build(*args, **kwargs)
-        if getattr(self, "stage_optimizers", None):
-            self.build_optimizers()
-
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a distribution strategy Keras would take the first distributed batch and average it across
         # replicas just to trace shapes; that fails on the bool padding mask. Methods build all their state
