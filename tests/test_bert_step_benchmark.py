@@ -46,8 +46,16 @@ def test_no_bound_without_the_reference():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-def test_measure_times_a_tiny_bert_forward_and_step():
-    r = bert_step.measure(bert_step.Case("tensorflow", "adam", "tiny", 4), repeats=1, warmup=0)
+def test_a_tiny_bert_forward_and_step_are_timed_in_a_fresh_process():
+    # a fresh process, as the script runs each configuration: a pytest worker's high-water mark is that of
+    # every test before this one
+    case = bert_step.Case("tensorflow", "adam", "tiny", 4)
+    r = bert_step.run_isolated(case, repeats=1, warmup=0, seed=0, timeout=600)
+    assert r["case"] == bert_step.dataclasses.asdict(case) and r["backend"] == "tensorflow"
     assert r["forward_s"]["median"] > 0 and r["step_s"]["median"] > 0
     p = r["peak_mb"]
-    assert p["imports"] <= p["built"] <= p["forward"] <= p["step"]
+    # VmHWM is read lazily by the kernel: allow it 1 MiB of jitter between reads
+    assert p["imports"] <= p["built"] + 1 <= p["forward"] + 2 <= p["step"] + 3
+    assert p["step"] > p["imports"] + 10, (
+        p
+    )  # the model and its step are resident on top of the imports
