@@ -137,7 +137,20 @@ def measure(case, repeats, warmup, seed=0):
         "step_first_s": step_first,
         "peak_mb": peaks,
         "backend": keras.backend.backend(),
+        "backend_version": _backend_version(),
     }
+
+
+def _backend_version():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return f"jax {jax.__version__}"
+    import tensorflow as tf
+
+    return f"tensorflow {tf.__version__}"
 
 
 def _training_forward(model, xla):
@@ -340,7 +353,13 @@ def main(argv):
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "command": common.command_line("bert_step.py", argv),
-        "versions": throughput_common.versions(),
+        "versions": ", ".join(
+            [throughput_common.versions()]
+            + sorted(
+                {r["backend_version"] for r in results if "backend_version" in r}
+                | {f"torch {r['torch_version']}" for r in results if "torch_version" in r}
+            )
+        ),
     }
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
