@@ -45,7 +45,6 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_common import summary_stats  # noqa: E402
 from benchmarks.training_throughput import (  # noqa: E402
     BASE_BERT,
     Shapes,
@@ -182,19 +181,13 @@ def measure_case(case, warmup=1, repeats=5, seed=0):
         return model.train_on_batch(x, y, return_dict=True)
 
     logs, first, walls, cpus = common.time_iterations(iteration, warmup=warmup, repeats=repeats)
-    wall = summary_stats(walls)
     return {
         "case": dataclasses.asdict(case),
         "label": case.label,
         "implementation": "keras_mmsa",
         "backend": case.backend,
         "backend_version": _backend_version(case.backend),
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "samples_per_s": case.batch_size / wall["median"],
-        "times_s": walls,
-        "first_iteration_s": first,
-        "compile_s": max(0.0, first - wall["median"]),
+        **common.iteration_fields(case.batch_size, first, walls, cpus),
         "build_s": build_s,
         "peak_rss_mb": peak_rss_mb(),
         "finite_loss": bool(np.isfinite(float(logs["loss"]))),

@@ -87,6 +87,7 @@ def measure(case, repeats, warmup, seed=0):
     import numpy as np
 
     from benchmarks import throughput_common
+    from benchmarks.training_throughput import _backend_version
 
     peaks = {"imports": vm_peak_mb()}
     keras.utils.set_random_seed(seed)
@@ -137,20 +138,8 @@ def measure(case, repeats, warmup, seed=0):
         "step_first_s": step_first,
         "peak_mb": peaks,
         "backend": keras.backend.backend(),
-        "backend_version": _backend_version(),
+        "backend_version": _backend_version(keras.backend.backend()),
     }
-
-
-def _backend_version():
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return f"jax {jax.__version__}"
-    import tensorflow as tf
-
-    return f"tensorflow {tf.__version__}"
 
 
 def _training_forward(model, xla):

@@ -53,6 +53,23 @@ def time_iterations(iteration, *, warmup, repeats, log=None, label=""):
     return logs, first, walls, cpus
 
 
+def iteration_fields(batch_size, first, walls, cpus):
+    """A Keras-side result's timing fields from `time_iterations`' first call and timed calls: statistics of the
+    timed calls' wall and CPU seconds, samples/s, the timed seconds, the first call's seconds and the
+    compilation time (the first call's excess over the median)."""
+    from benchmarks.torch_common import summary_stats
+
+    wall = summary_stats(walls)
+    return {
+        "iteration_s": wall,
+        "iteration_cpu_s": summary_stats(cpus),
+        "samples_per_s": batch_size / wall["median"],
+        "times_s": walls,
+        "first_iteration_s": first,
+        "compile_s": max(0.0, first - wall["median"]),
+    }
+
+
 def run_json_subprocess(cmd, out_path, what, env=None, timeout=None):
     """Runs `cmd` (a worker that writes its result as JSON to `out_path`) and returns that result; a
     RuntimeError naming `what` with the last 25 lines of stderr when it fails or writes nothing."""

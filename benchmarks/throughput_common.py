@@ -20,7 +20,6 @@ import tempfile
 import time
 
 from benchmarks import common
-from benchmarks.torch_common import summary_stats
 from benchmarks.training_throughput import BASE_BERT, Shapes, peak_rss_mb
 
 BACKBONES = ("tiny", "base")
@@ -92,19 +91,13 @@ def timing_result(case, implementation, timed, build_s, rss_built, load_before, 
     """A Keras-side result dict: `timed` is `common.time_iterations`' `(logs, first, walls, cpus)`; `checks`
     (the method's own fields) come after `finite_losses`."""
     logs, first, walls, cpus = timed
-    wall = summary_stats(walls)
     return {
         "case": dataclasses.asdict(case),
         "label": case.label,
         "implementation": implementation,
         "backbone": case.backbone,
         "batch_size": case.batch_size,
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "samples_per_s": case.batch_size / wall["median"],
-        "times_s": walls,
-        "first_iteration_s": first,
-        "compile_s": max(0.0, first - wall["median"]),
+        **common.iteration_fields(case.batch_size, first, walls, cpus),
         "build_s": build_s,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_build_mb": rss_built,

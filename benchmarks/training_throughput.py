@@ -56,7 +56,6 @@ if not __package__:
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from benchmarks.torch_common import summary_stats  # noqa: E402
 
 # BERT-base (bert-base-uncased's architecture), built from this config with random weights: no download.
 BASE_BERT = dict(
@@ -314,7 +313,6 @@ def measure_case(case, settings=Settings(), log=None):
     logs, first, walls, cpus = common.time_iterations(
         iteration, warmup=settings.warmup, repeats=settings.repeats, log=log, label=case.label
     )
-    wall = summary_stats(walls)
     finite = all(math.isfinite(float(v)) for v in logs.values())
     return {
         "case": dataclasses.asdict(case),
@@ -322,12 +320,7 @@ def measure_case(case, settings=Settings(), log=None):
         "implementation": "keras_mmsa",
         "backend": case.backend,
         "backend_version": _backend_version(case.backend),
-        "iteration_s": wall,
-        "iteration_cpu_s": summary_stats(cpus),
-        "samples_per_s": case.batch_size / wall["median"],
-        "times_s": walls,
-        "first_iteration_s": first,
-        "compile_s": max(0.0, first - wall["median"]),
+        **common.iteration_fields(case.batch_size, first, walls, cpus),
         "build_s": build_s,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_build_mb": rss_built,

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from harness import fake_torch_result
 
 from benchmarks import training_throughput as bm
 
@@ -64,15 +65,7 @@ def test_ratios_and_markdown():
     )
     threefry = bm.Case("tiny", 32, True, "epoch", dropout_rng="threefry")
     results = [_fake(packed, 300.0), _fake(keras_lstm, 200.0), _fake(threefry, 330.0)]
-    torch = {
-        "backbone": "tiny",
-        "batch_size": 32,
-        "iteration_s": {"median": 0.5, "min": 0.5, "max": 0.5, "iqr": 0.0},
-        "samples_per_s": 64.0,
-        "peak_rss_mb": 1000.0,
-        "torch_version": "n/a",
-        "threads": 1,
-    }
+    torch = fake_torch_result("tiny", 32, per_s=64.0, rss=1000.0, threads=1)  # 0.5 s per iteration
     bm.add_ratios(results, [torch])
     assert results[0]["vs_torch"] == pytest.approx(300 / 64)
     assert results[0]["rss_vs_torch"] == pytest.approx(0.5)
@@ -158,15 +151,7 @@ def test_jax_cases_ratios_and_the_three_backends_table():
         bm.Case("tiny", 32, True, "epoch", backend="jax"),
     )
     results = [_fake(on_tf, 300.0, rss=600.0), _fake(on_jax, 450.0, rss=900.0)]
-    torch = {
-        "backbone": "tiny",
-        "batch_size": 32,
-        "iteration_s": {"median": 0.5, "min": 0.5, "max": 0.5, "iqr": 0.0},
-        "samples_per_s": 64.0,
-        "peak_rss_mb": 1000.0,
-        "torch_version": "n/a",
-        "threads": 1,
-    }
+    torch = fake_torch_result("tiny", 32, per_s=64.0, rss=1000.0, threads=1)  # 0.5 s per iteration
     bm.add_ratios(results, [torch])
     assert results[1]["vs_tensorflow"] == pytest.approx(1.5)
     assert results[1]["rss_vs_tensorflow"] == pytest.approx(1.5)
